@@ -1,0 +1,3 @@
+"""facecast: a portrait that talks back, live."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""Typed settings, loaded from configs/*.yaml and overridable from the command line.
+
+Precedence: built-in defaults < YAML file (--config) < environment (FACECAST_*) < CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def default_home() -> Path:
+    """Where facecast keeps its data (avatar store, recordings): $FACECAST_HOME or ~/.local/share/facecast."""
+    env = os.environ.get("FACECAST_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "facecast"
+
+
+@dataclass
+class RenderSettings:
+    engine: str = "warp"  # "warp" (CPU, no weights) or "aniportrait" (GPU, published weights)
+    fps: int = 30
+    size: int = 512  # output frames are size x size
+    seed: int = 0
+    head_motion: bool = True
+    pose_template: str | None = None  # AniPortrait (N, 6) .npy pose template, else procedural motion
+    weights: str | None = None  # AniPortrait pretrained_model folder (or converted safetensors folder)
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_token: str | None = None  # or FACECAST_API_TOKEN
+    cors_origins: list[str] = field(default_factory=list)
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)  # [{"urls": "stun:..."}], none by default
+    ice_host_addresses: list[str] = field(default_factory=list)  # addresses offered as host candidates
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_sessions: int = 16
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=default_home)
+    render: RenderSettings = field(default_factory=RenderSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def avatar_dir(self) -> Path:
+        return self.home / "avatars"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid (one clear sentence)."""
+
+
+def _merge(obj: Any, data: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting '{where}{key}' (known: {', '.join(sorted(known))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and not isinstance(current, type):
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting '{where}{key}' must be a mapping")
+            _merge(current, value, f"{where}{key}.")
+        elif isinstance(current, Path):
+            setattr(obj, key, Path(os.path.expanduser(str(value))))
+        else:
+            setattr(obj, key, value)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Defaults, then the YAML file if given, then FACECAST_API_TOKEN from the environment."""
+    settings = Settings()
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must contain a mapping of settings")
+        _merge(settings, data, "")
+    token = os.environ.get("FACECAST_API_TOKEN")
+    if token:
+        settings.server.api_token = token
+    return settings

@@ -1,0 +1,198 @@
+"""Avatars: everything derived once from a portrait, kept in a content-addressed store.
+
+An avatar is the square head-and-shoulders crop of the photo, its 478 face-mesh landmarks, the
+468-vertex metric mesh and the 4x4 facial transformation matrix (FACTS §3). The store keeps each one
+under a hash of the photo bytes and the crop size, so adding the same photo again reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facecast.models.face.crop import crop_square, head_and_shoulders_box
+from facecast.models.face.geometry import fit_face_geometry
+from facecast.models.face.landmarks import detect_faces
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+MIN_FACE_WIDTH_PX = 64  # cheek-to-cheek width in the original photo
+MIN_SIZE, MAX_SIZE = 128, 1024
+
+
+class AvatarError(ValueError):
+    """The photo cannot become an avatar; the message is one sentence for the user."""
+
+
+@dataclass
+class Avatar:
+    """A prepared portrait.
+
+    image: (S, S, 3) uint8 RGB crop; landmarks: (478, 3) float32 normalised to the crop;
+    mesh: (468, 3) float64 metric canonical-space vertices (cm); matrix: (4, 4) float64 facial
+    transformation (canonical → camera space).
+    """
+
+    id: str
+    image: np.ndarray
+    landmarks: np.ndarray
+    mesh: np.ndarray
+    matrix: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+
+def _decode_image(data: bytes) -> np.ndarray:
+    if len(data) == 0:
+        raise AvatarError("the file is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise AvatarError(f"the image is larger than the {MAX_IMAGE_BYTES // (1024 * 1024)} MB limit")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise AvatarError(f"the image has more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+            img.load()  # forces a full decode: truncated files fail here
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+    except AvatarError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise AvatarError("the file is not an image in a format facecast can read (PNG, JPEG, WebP or another common format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise AvatarError(f"the image file is truncated or corrupt ({exc})") from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _single_face(image: np.ndarray) -> np.ndarray:
+    faces = detect_faces(image, max_faces=2)
+    if not faces:
+        raise AvatarError("no face was found in the photo")
+    if len(faces) > 1:
+        raise AvatarError("the photo shows several faces; use a portrait with exactly one")
+    return faces[0]
+
+
+def prepare_avatar(data: bytes, *, size: int = 512, name: str = "") -> Avatar:
+    """Photo bytes → Avatar (not stored). Raises AvatarError with one clear sentence."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise AvatarError(f"the avatar size must be between {MIN_SIZE} and {MAX_SIZE} pixels")
+    image = _decode_image(data)
+    h, w = image.shape[:2]
+    lmk = _single_face(image)
+    face_w = float((lmk[:468, 0].max() - lmk[:468, 0].min()) * w)
+    if face_w < MIN_FACE_WIDTH_PX:
+        raise AvatarError(
+            f"the face is too small ({face_w:.0f} px wide, at least {MIN_FACE_WIDTH_PX} px needed)"
+        )
+    x0, y0, side = head_and_shoulders_box(lmk, w, h)
+    crop = crop_square(image, x0, y0, side, size)
+    faces = detect_faces(crop, max_faces=2)  # re-detect on the crop: more pixels on the face, exact frame
+    if len(faces) != 1:
+        raise AvatarError("the face could not be found again after cropping; try a clearer frontal portrait")
+    landmarks = faces[0]
+    mesh, matrix = fit_face_geometry(landmarks, size, size)
+    meta = {"name": name, "size": size, "source_width": w, "source_height": h, "crop_box": [x0, y0, side]}
+    return Avatar(id="", image=crop, landmarks=landmarks, mesh=mesh, matrix=matrix, meta=meta)
+
+
+def avatar_id(data: bytes, size: int) -> str:
+    return hashlib.sha256(data + f"|size={size}".encode()).hexdigest()[:16]
+
+
+class AvatarStore:
+    """Avatars on disk: ROOT/<id>/{image.png, landmarks.npy, mesh.npy, matrix.npy, meta.json}."""
+
+    FILES = ("image.png", "landmarks.npy", "mesh.npy", "matrix.npy", "meta.json")
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, avatar_id: str) -> Path:
+        if not avatar_id.isalnum():  # ids are hex digests: refuse anything that could escape the root
+            raise KeyError(avatar_id)
+        return self.root / avatar_id
+
+    def add(self, data: bytes, *, name: str = "", size: int = 512) -> Avatar:
+        """Prepare and store a photo; the same bytes and size give the same avatar without recomputing."""
+        aid = avatar_id(data, size)
+        if (self._dir(aid) / "meta.json").is_file():
+            return self.get(aid)
+        avatar = prepare_avatar(data, size=size, name=name)
+        avatar.id = aid
+        avatar.meta.update(id=aid, created=time.time(), sha256=hashlib.sha256(data).hexdigest())
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{aid}-", dir=self.root))  # written whole, then renamed
+        try:
+            Image.fromarray(avatar.image).save(tmp / "image.png")
+            np.save(tmp / "landmarks.npy", avatar.landmarks)
+            np.save(tmp / "mesh.npy", avatar.mesh)
+            np.save(tmp / "matrix.npy", avatar.matrix)
+            (tmp / "meta.json").write_text(json.dumps(avatar.meta, indent=1))
+            try:
+                tmp.rename(self._dir(aid))
+            except OSError:  # a concurrent add of the same photo won the race
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return avatar
+
+    def get(self, avatar_id: str) -> Avatar:
+        folder = self._dir(avatar_id)
+        if not (folder / "meta.json").is_file():
+            raise KeyError(avatar_id)
+        meta = json.loads((folder / "meta.json").read_text())
+        with Image.open(folder / "image.png") as img:
+            image = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return Avatar(
+            id=avatar_id,
+            image=image,
+            landmarks=np.load(folder / "landmarks.npy"),
+            mesh=np.load(folder / "mesh.npy"),
+            matrix=np.load(folder / "matrix.npy"),
+            meta=meta,
+        )
+
+    def list(self) -> list[dict[str, Any]]:
+        if not self.root.is_dir():
+            return []
+        metas = []
+        for folder in sorted(self.root.iterdir()):
+            meta_file = folder / "meta.json"
+            if folder.name[0] != "." and meta_file.is_file():
+                metas.append(json.loads(meta_file.read_text()))
+        return sorted(metas, key=lambda m: m.get("created", 0))
+
+    def delete(self, avatar_id: str) -> None:
+        folder = self._dir(avatar_id)
+        if not folder.is_dir():
+            raise KeyError(avatar_id)
+        shutil.rmtree(folder)
+
+    def default(self) -> Avatar:
+        """The bundled public-domain portrait (Grace Hopper), added on first use."""
+        data = resources.files("facecast.assets").joinpath("default_portrait.png").read_bytes()
+        return self.add(data, name="default (Grace Hopper)")
+
+    def resolve(self, ref: str, *, size: int = 512) -> Avatar:
+        """An avatar id in the store, or a path to a photo (added to the store)."""
+        path = Path(ref)
+        if path.is_file():
+            return self.add(path.read_bytes(), name=path.name, size=size)
+        try:
+            return self.get(ref)
+        except KeyError:
+            raise AvatarError(f"'{ref}' is neither a photo file nor an avatar id in {self.root}") from None

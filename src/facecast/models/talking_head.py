@@ -1,0 +1,60 @@
+"""One session's synchronous audio → video path: motion driver → composer → renderer.
+
+The same object serves offline renders (fed 20 ms chunks from a file) and live sessions (fed whatever
+arrives, silence when idle), so a file shows exactly what a live viewer would see.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facecast.frames import MotionFrame, VideoFrame
+from facecast.models.audio.dsp_driver import DspMotionDriver
+from facecast.models.avatar import Avatar
+from facecast.models.face.rig import FaceRig
+from facecast.models.motion.composer import MotionComposer
+from facecast.models.render.warp import WarpRenderer
+
+
+class TalkingHead:
+    """push(audio float32 mono 16 kHz) → VideoFrames, consecutive indices from 0.
+
+    Frame k is emitted once audio up to frame_start_sample(k + 1 + lookahead_frames) has arrived.
+    Not thread-safe: the engine runner owns threading.
+    """
+
+    def __init__(
+        self,
+        avatar: Avatar,
+        *,
+        fps: int = 30,
+        size: int | None = None,
+        seed: int = 0,
+        pose_template: np.ndarray | None = None,
+        head_motion: bool = True,
+    ) -> None:
+        self.fps = fps
+        rig = FaceRig(avatar.mesh)
+        self.driver = DspMotionDriver(rig, fps)
+        self.composer = MotionComposer(rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion)
+        self.renderer = WarpRenderer(avatar, size)
+        self.size = self.renderer.size
+        self.lookahead_frames = self.driver.lookahead_frames
+
+    def _render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
+        frames = []
+        for m in motions:
+            m = self.composer.compose(m)
+            frames.append(VideoFrame(index=m.index, image=self.renderer.render(m), motion=m))
+        return frames
+
+    def push(self, audio: np.ndarray) -> list[VideoFrame]:
+        return self._render(self.driver.push(audio))
+
+    def flush(self) -> list[VideoFrame]:
+        """End of a file: the remaining frames, padding the audio with silence."""
+        return self._render(self.driver.flush())
+
+    def interrupt(self) -> None:
+        """Audio pushed but not yet shown becomes silence; the next frame out has a relaxed mouth."""
+        self.driver.interrupt()

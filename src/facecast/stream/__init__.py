@@ -1,0 +1,1 @@
+"""The real-time core: clock, session runtime, engine runner, tracks. No torch here."""

@@ -1,0 +1,29 @@
+"""Shared test fixtures: paths to ../shared (test data only; the product never reads it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MEDIA = SHARED / "media"
+FIXTURE_A = SHARED / "aniportrait" / "fixtures" / "A"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"test data folder {SHARED} is missing (it sits beside the repository)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def media_dir(shared_dir: Path) -> Path:
+    return shared_dir / "media"
+
+
+@pytest.fixture(scope="session")
+def fixture_a(shared_dir: Path) -> Path:
+    return shared_dir / "aniportrait" / "fixtures" / "A"
