@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Each facecast.bench.<module> defines `register(sub)` adding its own sub-command(s).
-BENCH_MODULES = ["lipsync", "visemes", "warp_speed", "live_latency", "live_capacity", "av_sync", "aniportrait_speed"]
+BENCH_MODULES = ["lipsync", "visemes", "media_matrix", "warp_speed", "live_latency", "live_capacity", "av_sync", "aniportrait_speed"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,8 @@ arrives, silence when idle), so a file shows exactly what a live viewer would se
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import numpy as np
 
 from facecast.frames import MotionFrame, VideoFrame
@@ -32,8 +34,10 @@ class TalkingHead:
         seed: int = 0,
         pose_template: np.ndarray | None = None,
         head_motion: bool = True,
+        executor: Executor | None = None,
     ) -> None:
         self.fps = fps
+        self.executor = executor  # renders several frames of one push in parallel (offline renders)
         rig = FaceRig(avatar.mesh)
         self.driver = DspMotionDriver(rig, fps)
         self.composer = MotionComposer(rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion)
@@ -41,19 +45,24 @@ class TalkingHead:
         self.size = self.renderer.size
         self.lookahead_frames = self.driver.lookahead_frames
 
-    def _render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
-        frames = []
-        for m in motions:
-            m = self.composer.compose(m)
-            frames.append(VideoFrame(index=m.index, image=self.renderer.render(m), motion=m))
-        return frames
+    def motions(self, audio: np.ndarray) -> list[MotionFrame]:
+        """Driver and composer only (cheap, stateful, in order); `render` makes the images."""
+        return [self.composer.compose(m) for m in self.driver.push(audio)]
+
+    def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
+        """Images for composed motion frames; in parallel on the executor when one is given."""
+        if self.executor is not None and len(motions) > 1:
+            images = list(self.executor.map(self.renderer.render, motions))
+        else:
+            images = [self.renderer.render(m) for m in motions]
+        return [VideoFrame(index=m.index, image=img, motion=m) for m, img in zip(motions, images, strict=True)]
 
     def push(self, audio: np.ndarray) -> list[VideoFrame]:
-        return self._render(self.driver.push(audio))
+        return self.render(self.motions(audio))
 
     def flush(self) -> list[VideoFrame]:
         """End of a file: the remaining frames, padding the audio with silence."""
-        return self._render(self.driver.flush())
+        return self.render([self.composer.compose(m) for m in self.driver.flush()])
 
     def interrupt(self) -> None:
         """Audio pushed but not yet shown becomes silence; the next frame out has a relaxed mouth."""

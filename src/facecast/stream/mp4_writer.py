@@ -19,7 +19,7 @@ AAC_FRAME_SAMPLES = 1024
 
 
 class Mp4Writer:
-    def __init__(self, path: Path, *, fps: int, size: int, crf: int = 20, preset: str = "veryfast") -> None:
+    def __init__(self, path: Path, *, fps: int, size: int, crf: int = 20, preset: str = "superfast") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.path), mode="w", format="mp4")

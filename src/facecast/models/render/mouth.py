@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CAVITY_EDGE = np.array([104, 42, 46], np.float32)
-CAVITY_DEEP = np.array([30, 8, 10], np.float32)
-UPPER_TEETH = np.array([196, 186, 170], np.float32)
+CAVITY_EDGE = np.array([88, 30, 34], np.float32)
+CAVITY_DEEP = np.array([34, 10, 12], np.float32)
+UPPER_TEETH = np.array([222, 210, 188], np.float32)
 LOWER_TEETH = np.array([178, 168, 158], np.float32)
 TONGUE = np.array([150, 62, 66], np.float32)
 MIN_GAP_PX = 1.0  # below this extra opening the portrait's own lips are left alone
@@ -53,7 +53,7 @@ def paint_mouth(
     c = poly.mean(0) - shift
     # Teeth: bands hanging from the upper lip / rising from the lower lip, clipped to the cavity and
     # fading out towards the corners, where they recede into the cheeks' shadow.
-    t_up = min(0.35 * gap, 0.085 * width)
+    t_up = min(0.3 * gap, 0.09 * width) if gap > 9.0 else 0.0  # a narrow slit shows no teeth
     lateral = np.abs(xx - c[0]) / (0.5 * width + 1)
     teeth_up = fill(np.concatenate([upper, upper[::-1] + [0, t_up]])) * cavity
     teeth_up *= np.clip(1.0 - (lateral / 0.85) ** 3, 0.0, 1.0)
@@ -61,18 +61,16 @@ def paint_mouth(
     teeth_lo = fill(np.concatenate([lower, lower[::-1] - [0, t_lo]])) * cavity if t_lo > 0.5 else 0 * cavity
     teeth_lo = teeth_lo * np.clip(1.0 - (lateral / 0.6) ** 3, 0.0, 1.0)
     # Cavity shading: darker towards the middle of the opening.
-    r = np.sqrt(((xx - c[0]) / (0.5 * width + 1)) ** 2 + ((yy - c[1]) / (0.5 * gap + 1)) ** 2)
+    r = np.sqrt(((xx - c[0]) / (0.5 * width + 1)) ** 2 + ((yy - c[1]) / (0.5 * gap + 2)) ** 2) ** 2
     depth = np.clip(1.0 - r, 0.0, 1.0)[..., None]
     color = CAVITY_EDGE * (1 - depth) + CAVITY_DEEP * depth
     tongue_y = c[1] + 0.35 * gap
     tongue = np.clip(1.0 - np.sqrt(((xx - c[0]) / (0.3 * width + 1)) ** 2 + ((yy - tongue_y) / (0.3 * gap + 1)) ** 2), 0, 1)
     tongue = (np.clip(tongue * 3, 0, 1) * min(1.0, gap / 18.0))[..., None] * 0.6
     color = color * (1 - tongue) + TONGUE * tongue
-    # The upper lip shades the top of the teeth; the sides are darker too.
-    top = upper.min(0)[1] - shift[1]
-    lip_shadow = 0.85 + 0.15 * np.clip((yy - top) / (t_up + 1e-3), 0.0, 1.0)
-    corner_shade = (1.0 - 0.4 * np.clip(lateral, 0, 1) ** 2) * lip_shadow
-    tu = cv2.GaussianBlur(teeth_up, (0, 0), 0.8)[..., None] * 0.9
+    # Teeth are darker towards the corners, in the cheeks' shadow.
+    corner_shade = 1.0 - 0.5 * np.clip(lateral, 0, 1) ** 2
+    tu = cv2.GaussianBlur(teeth_up, (0, 0), 1.0)[..., None] * 0.8
     color = color * (1 - tu) + (UPPER_TEETH * corner_shade[..., None]) * tu
     tl = np.asarray(teeth_lo)[..., None]
     color = color * (1 - tl) + (LOWER_TEETH * corner_shade[..., None]) * tl

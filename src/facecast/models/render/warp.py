@@ -27,6 +27,7 @@ from facecast.models.render.mouth import paint_mouth
 ANCHOR_RINGS = [(1.25, 1.0), (1.6, 0.55), (2.1, 0.15), (2.7, 0.0)]
 NECK_WEIGHT = 0.45  # anchors below the chin follow the head less: the neck bends, shoulders stay
 GRID_STEP = 2  # dense field computed at half resolution, then upsampled
+GRID_OFFSET = (GRID_STEP - 1) / 2.0  # full-resolution coordinate of grid cell 0's centre
 BORDER_POINTS = 16  # fixed points per image side
 
 
@@ -63,6 +64,8 @@ class WarpRenderer:
         self._grid_shape = (gh, gh)
         ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
         self._base_x, self._base_y = xs, ys
+        g = np.arange(gh, dtype=np.float32) * GRID_STEP + GRID_OFFSET
+        self._grid_x, self._grid_y = np.meshgrid(g, g)
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         oval = self.landmarks[T.FACE_OVAL]
@@ -88,7 +91,7 @@ class WarpRenderer:
     def _barycentric_matrix(self, points: np.ndarray) -> sparse.csr_matrix:
         """Sparse (grid pixels x points) matrix of barycentric weights of each grid pixel's triangle."""
         tri = Delaunay(points)
-        g = np.arange(0, self.size, GRID_STEP, dtype=np.float64) + (GRID_STEP - 1) / 2.0
+        g = np.arange(0, self.size, GRID_STEP, dtype=np.float64) + GRID_OFFSET
         gx, gy = np.meshgrid(g, g)
         q = np.stack([gx.ravel(), gy.ravel()], 1)
         simplex = tri.find_simplex(q)
@@ -98,7 +101,9 @@ class WarpRenderer:
         bary = np.concatenate([b, 1.0 - b.sum(1, keepdims=True)], 1)
         rows = np.repeat(np.flatnonzero(inside), 3)
         cols = tri.simplices[simplex[inside]].ravel()
-        return sparse.csr_matrix((bary.ravel(), (rows, cols)), shape=(len(q), len(points)))
+        return sparse.csr_matrix(
+            (bary.ravel().astype(np.float32), (rows, cols)), shape=(len(q), len(points)), dtype=np.float32
+        )
 
     def displacements(self, motion: MotionFrame) -> np.ndarray:
         """(468 + anchors, 2) pixel displacements of the control points for one motion frame."""
@@ -115,20 +120,32 @@ class WarpRenderer:
             d_anchor = np.zeros_like(self.anchors)
         return np.concatenate([d_lmk, d_anchor])
 
-    def render(self, motion: MotionFrame) -> np.ndarray:
+    def backward_map(self, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Control-point displacements → (map_x, map_y) float32 (size, size) source coordinates.
+
+        Backward map src = x - d(src), one fixed-point step from x - d(x); the step runs on the
+        half-resolution grid (the field is smooth), then the field is upsampled once.
+        """
         s = self.size
-        disp = self.displacements(motion)
-        field = (self._weights @ disp).astype(np.float32).reshape(*self._grid_shape, 2)
-        field = cv2.resize(field, (s, s), interpolation=cv2.INTER_LINEAR)
-        # Backward map: src = x - d(src), one fixed-point step from src0 = x - d(x).
-        map_x = self._base_x - field[..., 0]
-        map_y = self._base_y - field[..., 1]
-        refined = cv2.remap(field, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        map_x = self._base_x - refined[..., 0]
-        map_y = self._base_y - refined[..., 1]
-        out = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        field = (self._weights @ disp.astype(np.float32)).reshape(*self._grid_shape, 2)
+        src_x = (self._grid_x - field[..., 0] - GRID_OFFSET) / GRID_STEP  # in grid cells
+        src_y = (self._grid_y - field[..., 1] - GRID_OFFSET) / GRID_STEP
+        refined = cv2.remap(field, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        full = cv2.resize(refined, (s, s), interpolation=cv2.INTER_LINEAR)
+        return self._base_x - full[..., 0], self._base_y - full[..., 1]
+
+    def warp(self, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+        return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def paint(self, out: np.ndarray, disp: np.ndarray) -> None:
+        """Mouth interior where the lips part further than in the portrait."""
         target = self.landmarks + disp[:468]
         # Up to the portrait's own opening its real mouth interior shows; beyond it, a synthetic one.
         extra_gap = float(np.linalg.norm(target[14] - target[13])) - 1.3 * self.ref_gap_px
         paint_mouth(out, target[T.INNER_LIP_UPPER], target[T.INNER_LIP_LOWER[::-1]], extra_gap)
+
+    def render(self, motion: MotionFrame) -> np.ndarray:
+        disp = self.displacements(motion)
+        out = self.warp(*self.backward_map(disp))
+        self.paint(out, disp)
         return out

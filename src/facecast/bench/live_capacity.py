@@ -1,0 +1,160 @@
+"""`facecast bench live_capacity`: N concurrent speaking sessions on one server.
+
+Starts `facecast serve` in a child process (so its CPU use is measured alone), creates N
+sessions, attaches one Python aiortc viewer to each (this process; it decodes what it gets) and
+keeps every session speaking by pushing speech over its WebSocket in real time. Prints per-session
+fps as emitted by the server and as received by each viewer, and the CPU use of the server and
+of the viewers. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "live_capacity", help="per-session fps and CPU with N concurrent speaking sessions"
+    )
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--audio", type=Path, default=None, help="speech file (default: espeak-ng sentence)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(json.dumps(asyncio.run(measure(args))))
+    return 0
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise SystemExit("facecast serve exited early")
+            try:
+                async with http.get(url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("facecast serve did not come up")
+
+
+async def _speak_forever(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, seconds: float) -> None:
+    while True:
+        await ws.send_json({"type": "start", "sample_rate": 16000, "channels": 1, "format": "s16le"})
+        await ws.send_bytes(pcm)
+        await ws.send_json({"type": "end"})
+        await asyncio.sleep(seconds)  # real time: the next utterance as this one ends
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from facecast.bench.live_latency import _speech
+    from facecast.server.client import FacecastClient, Viewer, pcm_s16le
+
+    speech = await _speech(args.audio)
+    pcm = pcm_s16le(speech)
+    home = tempfile.mkdtemp(prefix="facecast-bench-")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "facecast",
+        "serve",
+        "--port",
+        str(port),
+        "--home",
+        home,
+        "--ice-host",
+        "127.0.0.1",
+        "--size",
+        str(args.size),
+        "--fps",
+        str(args.fps),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = FacecastClient(url)
+    viewers: list[Viewer] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await _wait_up(url, proc)
+        sids = [(await api.create_session())["id"] for _ in range(args.sessions)]
+        for sid in sids:
+            viewers.append(await api.watch(sid, Viewer(keep_frames=False)))
+            ws = await api.audio_socket(sid)
+            tasks.append(asyncio.ensure_future(_speak_forever(ws, pcm, speech.size / 16000)))
+        await asyncio.sleep(3.0)  # warm up
+        before = {s["id"]: s["frames"] for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
+        received = [v.counts["video"] for v in viewers]
+        cpu0, own0, t0 = _cpu_s(proc.pid), time.process_time(), time.monotonic()
+        await asyncio.sleep(args.seconds)
+        wall = time.monotonic() - t0
+        cpu_server = (_cpu_s(proc.pid) - cpu0) / wall
+        cpu_viewers = (time.process_time() - own0) / wall
+        after = {s["id"]: s["frames"] for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
+        metrics = await api.call("GET", "/metrics")
+    finally:
+        for task in tasks:
+            task.cancel()
+        for viewer in viewers:
+            await viewer.close()
+        await api.close()
+        proc.terminate()
+        proc.wait(10)
+    per_session = []
+    for i, sid in enumerate(sids):
+        emitted = (after[sid] - before[sid]) / wall
+        got = (viewers[i].counts["video"] - received[i]) / wall
+        per_session.append({"session": sid, "emitted_fps": round(emitted, 1), "received_fps": round(got, 1)})
+        print(f"session {i}: emitted {emitted:.1f} fps, received by its viewer {got:.1f} fps")
+    dropped = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("facecast_frames_dropped_total") and 'kind="video"' in line
+    )
+    print(
+        f"server CPU: {cpu_server:.2f} cores; viewers (this process): {cpu_viewers:.2f} cores; "
+        f"machine: {os.cpu_count()} cores; video frames dropped for slow viewers: {dropped:.0f}"
+    )
+    return {
+        "bench": "live_capacity",
+        "sessions": args.sessions,
+        "size": args.size,
+        "fps": args.fps,
+        "per_session": per_session,
+        "min_emitted_fps": min(p["emitted_fps"] for p in per_session),
+        "min_received_fps": min(p["received_fps"] for p in per_session),
+        "server_cpu_cores": round(cpu_server, 2),
+        "viewer_cpu_cores": round(cpu_viewers, 2),
+        "video_frames_dropped": dropped,
+    }

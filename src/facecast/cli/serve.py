@@ -1,0 +1,81 @@
+"""`facecast serve`: the live server (REST API, WebRTC, WHIP/WHEP, WebSocket audio, browser client)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facecast.cli.errors import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="run the live talking-head server",
+        description="Serve the browser client at / and the JSON API under /v1 (avatars, sessions, WebRTC offer/"
+        "answer, WHEP/WHIP, WebSocket PCM ingest, /say, recording, /metrics). Without an API token "
+        "(server.api_token or FACECAST_API_TOKEN) it listens on loopback only.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML settings file (e.g. configs/default.yaml)"
+    )
+    parser.add_argument("--host", default=None, help="address to listen on (default from config: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default from config: 8080)")
+    parser.add_argument("--home", type=Path, default=None, help="data folder: avatar store and recordings")
+    parser.add_argument("--fps", type=int, choices=(25, 30), default=None, help="default session frame rate")
+    parser.add_argument("--size", type=int, default=None, help="output frame size in pixels (square)")
+    parser.add_argument(
+        "--ice-host",
+        action="append",
+        default=None,
+        metavar="ADDR",
+        help="address to offer as ICE host candidate (repeatable; default: all non-loopback interfaces)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="allow cross-origin API calls from ORIGIN (repeatable, '*' for any)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from facecast.config import ConfigError, load_settings
+    from facecast.server.app import UnsafeBindError, check_bind, create_app
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    server = settings.server
+    server.host = args.host or server.host
+    server.port = args.port if args.port is not None else server.port
+    if args.home is not None:
+        settings.home = args.home
+    if args.fps is not None:
+        settings.render.fps = args.fps
+    if args.size is not None:
+        settings.render.size = args.size
+    if args.ice_host:
+        server.ice_host_addresses = list(args.ice_host)
+    if args.cors_origin:
+        server.cors_origins = list(args.cors_origin)
+    try:
+        check_bind(settings, server.host)
+    except UnsafeBindError as exc:
+        raise CliError(str(exc)) from None
+    app = create_app(settings)
+    print(
+        f"facecast: serving on http://{server.host}:{server.port}/ (API under /v1, Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        web.run_app(app, host=server.host, port=server.port, print=None)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
+    return 0

@@ -1,0 +1,135 @@
+"""/v1/sessions: create, list, get, delete; recording start/stop/download; the bare view page."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from facecast.server.errors import ApiError
+from facecast.server.state import METRICS, REGISTRY
+from facecast.stream.recorder import Recorder
+
+
+async def _json(request: web.Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    if empty_ok and not request.can_read_body:
+        return {}
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return body
+
+
+async def create_session(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    body = await _json(request, empty_ok=True)
+    avatar = body.get("avatar")
+    engine = body.get("engine", registry.settings.render.engine)
+    fps = body.get("fps", registry.settings.render.fps)
+    if avatar is not None and not isinstance(avatar, str):
+        raise ApiError(400, "bad_avatar", "avatar must be an avatar id string")
+    if not isinstance(engine, str) or not isinstance(fps, int) or isinstance(fps, bool):
+        raise ApiError(400, "bad_session", "engine must be a string and fps an integer")
+    live = await registry.create(avatar, engine, fps)
+    live.runtime.add_sink(request.app[METRICS].observe_frame)
+    info = live.describe() | {"token": live.runtime.token}
+    info["links"] = {
+        "webrtc": f"/v1/sessions/{live.id}/webrtc",
+        "whep": f"/v1/sessions/{live.id}/whep",
+        "whip": f"/v1/sessions/{live.id}/whip",
+        "audio": f"/v1/sessions/{live.id}/audio",
+        "events": f"/v1/sessions/{live.id}/events",
+        "view": f"/v1/sessions/{live.id}/view?token={live.runtime.token}",
+    }
+    return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    return web.json_response({"sessions": [live.describe() for live in registry.sessions.values()]})
+
+
+async def get_session(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REGISTRY].get(request.match_info["sid"]).describe())
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    await request.app[REGISTRY].delete(request.match_info["sid"])
+    return web.Response(status=204)
+
+
+async def recording(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    live = registry.get(request.match_info["sid"])
+    action = (await _json(request)).get("action")
+    loop = asyncio.get_running_loop()
+    if action == "start":
+        if live.recorder is not None:
+            raise ApiError(409, "already_recording", "this session is already recording")
+        path = registry.settings.home / "recordings" / f"{live.id}.mp4"
+        rt = live.runtime
+        live.recorder = await loop.run_in_executor(
+            None, lambda: Recorder(path, rt.fps, rt.size, lambda: rt.generation)
+        )
+        live.recording_path = None
+        rt.add_sink(live.recorder)
+        return web.json_response({"state": "recording"}, status=201)
+    if action == "stop":
+        if live.recorder is None:
+            raise ApiError(409, "not_recording", "this session is not recording")
+        recorder, live.recorder = live.recorder, None
+        live.runtime.remove_sink(recorder)
+        await loop.run_in_executor(None, recorder.stop)
+        if recorder.error:
+            raise ApiError(500, "recording_failed", f"the recording failed: {recorder.error}")
+        live.recording_path = recorder.path
+        return web.json_response(
+            {
+                "state": "ready",
+                "frames": recorder.frames,
+                "duration": round(recorder.duration_s, 3),
+                "bytes": recorder.path.stat().st_size,
+                "url": f"/v1/sessions/{live.id}/recording",
+            }
+        )
+    raise ApiError(400, "bad_action", "action must be 'start' or 'stop'")
+
+
+async def download_recording(request: web.Request) -> web.StreamResponse:
+    live = request.app[REGISTRY].get(request.match_info["sid"])
+    if live.recorder is not None:
+        raise ApiError(409, "still_recording", "stop the recording before downloading it")
+    if live.recording_path is None or not live.recording_path.is_file():
+        raise ApiError(404, "no_recording", "this session has no recording")
+    return web.FileResponse(
+        live.recording_path,
+        headers={"Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{live.id}.mp4"'},
+    )
+
+
+def view_handler(client_dir: Path | None) -> Any:
+    async def view(request: web.Request) -> web.StreamResponse:
+        request.app[REGISTRY].get(request.match_info["sid"])
+        page = client_dir / "view.html" if client_dir else None
+        if page is None or not page.is_file():
+            raise ApiError(404, "no_view_page", "the view page (client_web/view.html) is not installed")
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    return view
+
+
+def add_routes(app: web.Application, client_dir: Path | None) -> None:
+    app.router.add_post("/v1/sessions", create_session)
+    app.router.add_get("/v1/sessions", list_sessions)
+    app.router.add_get("/v1/sessions/{sid}", get_session)
+    app.router.add_delete("/v1/sessions/{sid}", delete_session)
+    app.router.add_post("/v1/sessions/{sid}/recording", recording)
+    app.router.add_get("/v1/sessions/{sid}/recording", download_recording)
+    app.router.add_get("/v1/sessions/{sid}/view", view_handler(client_dir), name="view")

@@ -1,0 +1,134 @@
+"""The server's live state: avatar store, sessions, their peer connections and recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from facecast.config import Settings
+from facecast.server.engines import build_engine
+from facecast.server.errors import ApiError, not_found
+from facecast.stream.engine_runner import TalkingEngine
+from facecast.stream.recorder import Recorder
+from facecast.stream.session import SessionRuntime
+from facecast.stream.tracks import SessionAudioTrack, SessionVideoTrack
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Any, str, int], TalkingEngine]  # (avatar, engine name, fps) -> engine
+
+
+@dataclass(eq=False)
+class Peer:
+    """One WebRTC peer of a session: a viewer (WHEP / offer) and/or an audio publisher (WHIP / mic)."""
+
+    pc: RTCPeerConnection
+    kind: str  # "webrtc" | "whep" | "whip"
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    video: SessionVideoTrack | None = None
+    audio: SessionAudioTrack | None = None
+    ingest: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class LiveSession:
+    runtime: SessionRuntime
+    avatar_id: str
+    engine: str
+    peers: dict[str, Peer] = field(default_factory=dict)
+    recorder: Recorder | None = None
+    recording_path: Path | None = None
+
+    @property
+    def id(self) -> str:
+        return self.runtime.id
+
+    def describe(self) -> dict[str, Any]:
+        info = self.runtime.describe()
+        info.update(
+            avatar=self.avatar_id,
+            viewers=sum(p.video is not None or p.audio is not None for p in self.peers.values()),
+            engine=self.engine,
+            peers=[{"id": p.id, "kind": p.kind, "state": p.pc.connectionState} for p in self.peers.values()],
+            recording="recording" if self.recorder else ("ready" if self.recording_path else "none"),
+        )
+        return info
+
+
+class Registry:
+    def __init__(self, settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+        from facecast.models.avatar import AvatarStore
+
+        self.settings = settings
+        self.avatars = AvatarStore(settings.avatar_dir)
+        self.sessions: dict[str, LiveSession] = {}
+        self._engine_factory = engine_factory or (
+            lambda avatar, engine, fps: build_engine(avatar, engine, fps, settings.render)
+        )
+        self.frames_sent_total = 0
+
+    def get(self, sid: str) -> LiveSession:
+        try:
+            return self.sessions[sid]
+        except KeyError:
+            raise not_found("session", sid) from None
+
+    def session_token(self, sid: str) -> str | None:
+        live = self.sessions.get(sid)
+        return live.runtime.token if live else None
+
+    async def create(self, avatar_ref: str | None, engine: str, fps: int) -> LiveSession:
+        if len(self.sessions) >= self.settings.server.max_sessions:
+            raise ApiError(
+                429, "too_many_sessions", f"at most {self.settings.server.max_sessions} sessions at once"
+            )
+        loop = asyncio.get_running_loop()
+
+        def prepare() -> tuple[Any, TalkingEngine]:
+            if avatar_ref:
+                try:
+                    avatar = self.avatars.get(avatar_ref)
+                except KeyError:
+                    raise not_found("avatar", avatar_ref) from None
+            else:
+                avatar = self.avatars.default()
+            return avatar, self._engine_factory(avatar, engine, fps)
+
+        avatar, head = await loop.run_in_executor(None, prepare)
+        runtime = SessionRuntime(head, info={"avatar": avatar.id, "engine": engine})
+        live = LiveSession(runtime=runtime, avatar_id=avatar.id, engine=engine)
+        self.sessions[runtime.id] = live
+        runtime.start()
+        return live
+
+    async def close_peer(self, live: LiveSession, peer: Peer) -> None:
+        live.peers.pop(peer.id, None)
+        for track in (peer.video, peer.audio):
+            if track is not None:
+                self.frames_sent_total += track.sent if track is peer.video else 0
+                track.stop()
+        if peer.ingest is not None:
+            peer.ingest.cancel()
+        await peer.pc.close()
+
+    async def delete(self, sid: str) -> None:
+        live = self.get(sid)
+        del self.sessions[sid]
+        for peer in list(live.peers.values()):
+            await self.close_peer(live, peer)
+        if live.recorder is not None:
+            recorder, live.recorder = live.recorder, None
+            live.runtime.remove_sink(recorder)
+            await asyncio.get_running_loop().run_in_executor(None, recorder.stop)
+        await live.runtime.close()
+
+    async def close_all(self) -> None:
+        for sid in list(self.sessions):
+            await self.delete(sid)

@@ -1,0 +1,169 @@
+"""What the session will say next: queued utterances plus live (microphone) audio.
+
+The event loop appends; the engine worker takes exactly one video frame's worth of samples per
+frame. Every take records which utterance samples it carried (segments), so events fire when
+those samples actually leave the server, not when they were queued. An interrupt bumps the
+generation counter: anything taken under an older generation is stale.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facecast.frames import AUDIO_RATE_HZ
+
+MAX_QUEUED_S = 600.0  # refuse to buffer more than ten minutes of speech per session
+MAX_LIVE_S = 0.25  # live input is real time: beyond this backlog drop the oldest (latency, not loss)
+
+_ids = itertools.count(1)
+
+
+class QueueFullError(ValueError):
+    pass
+
+
+@dataclass(eq=False)
+class Utterance:
+    """One utterance: chunks of float32 16 kHz audio, closed by end()."""
+
+    source: str
+    id: int = field(default_factory=lambda: next(_ids))
+    chunks: deque[np.ndarray] = field(default_factory=deque)
+    queued_samples: int = 0
+    taken_samples: int = 0
+    emitted_samples: int = 0
+    ended: bool = False
+    started: bool = False  # speaking_started sent
+    finished: bool = False  # playback_finished sent
+    dropped: bool = False  # removed by an interrupt: late chunks are ignored
+
+
+@dataclass(slots=True)
+class Segment:
+    """`count` samples of `utterance` carried by one frame; last = the utterance's final samples."""
+
+    utterance: Utterance
+    count: int
+    last: bool
+
+
+class SpeechQueue:
+    def __init__(self, max_queued_s: float = MAX_QUEUED_S) -> None:
+        self.max_queued_s = max_queued_s
+        self._lock = threading.Lock()
+        self._utterances: deque[Utterance] = deque()
+        self._live: deque[np.ndarray] = deque()
+        self._live_samples = 0
+        self.generation = 0
+        self._dropped: list[Utterance] = []
+
+    # -- event-loop side -------------------------------------------------------------------
+    def begin(self, source: str) -> Utterance:
+        utt = Utterance(source=source)
+        with self._lock:
+            self._utterances.append(utt)
+        return utt
+
+    def append(self, utt: Utterance, audio: np.ndarray) -> None:
+        if audio.size == 0:
+            return
+        with self._lock:
+            if utt.dropped:
+                return
+            if utt.ended:
+                raise ValueError("utterance already ended")
+            if self._queued_locked() + audio.size > self.max_queued_s * AUDIO_RATE_HZ:
+                raise QueueFullError(f"more than {self.max_queued_s:.0f} s of speech queued")
+            utt.chunks.append(audio.astype(np.float32, copy=False))
+            utt.queued_samples += audio.size
+
+    def end(self, utt: Utterance) -> None:
+        with self._lock:
+            utt.ended = True
+
+    def say(self, source: str, audio: np.ndarray) -> Utterance:
+        """A whole utterance at once (file upload, TTS)."""
+        utt = self.begin(source)
+        self.append(utt, audio)
+        self.end(utt)
+        return utt
+
+    def push_live(self, audio: np.ndarray) -> None:
+        with self._lock:
+            self._live.append(audio.astype(np.float32, copy=False))
+            self._live_samples += audio.size
+            while self._live_samples > MAX_LIVE_S * AUDIO_RATE_HZ and len(self._live) > 1:
+                self._live_samples -= self._live.popleft().size
+
+    def interrupt(self) -> int:
+        """Drop every queued utterance and live backlog; returns the new generation."""
+        with self._lock:
+            self.generation += 1
+            for utt in self._utterances:
+                utt.dropped = True
+            self._dropped.extend(self._utterances)
+            self._utterances.clear()
+            self._live.clear()
+            self._live_samples = 0
+            return self.generation
+
+    def queued_seconds(self) -> float:
+        with self._lock:
+            return self._queued_locked() / AUDIO_RATE_HZ
+
+    def _queued_locked(self) -> int:
+        return sum(u.queued_samples - u.taken_samples for u in self._utterances)
+
+    # -- worker side -----------------------------------------------------------------------
+    def take_dropped(self) -> list[Utterance]:
+        with self._lock:
+            dropped, self._dropped = self._dropped, []
+            return dropped
+
+    def take(self, n: int) -> tuple[np.ndarray, list[Segment], int]:
+        """n samples for one frame (speech + live mixed, silence-padded), its segments, generation."""
+        out = np.zeros(n, np.float32)
+        segments: list[Segment] = []
+        with self._lock:
+            pos = 0
+            while self._utterances and pos <= n:
+                utt = self._utterances[0]
+                while utt.chunks and pos < n:
+                    chunk = utt.chunks[0]
+                    m = min(n - pos, chunk.size)
+                    out[pos : pos + m] = chunk[:m]
+                    if m == chunk.size:
+                        utt.chunks.popleft()
+                    else:
+                        utt.chunks[0] = chunk[m:]
+                    pos += m
+                    utt.taken_samples += m
+                    if segments and segments[-1].utterance is utt:
+                        segments[-1].count += m
+                    else:
+                        segments.append(Segment(utt, m, False))
+                done = utt.ended and not utt.chunks
+                if done:
+                    if not segments or segments[-1].utterance is not utt:
+                        segments.append(Segment(utt, 0, True))
+                    segments[-1].last = True
+                    self._utterances.popleft()
+                    continue
+                break  # underrun of an open utterance: silence until more arrives
+            live = 0
+            while self._live and live < n:
+                chunk = self._live[0]
+                m = min(n - live, chunk.size)
+                out[live : live + m] += chunk[:m]
+                if m == chunk.size:
+                    self._live.popleft()
+                else:
+                    self._live[0] = chunk[m:]
+                live += m
+                self._live_samples -= m
+            return np.clip(out, -1.0, 1.0, out=out), segments, self.generation

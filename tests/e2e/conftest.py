@@ -1,0 +1,41 @@
+"""A real server on 127.0.0.1 (random port) with the default avatar prepared once per test run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from facecast.config import Settings
+from facecast.models.avatar import AvatarStore
+from facecast.server.client import FacecastClient
+from facecast.server.runner import RunningServer, running_server
+
+
+@pytest.fixture(scope="session")
+def live_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("facecast-home")
+    AvatarStore(home / "avatars").default()
+    return home
+
+
+@pytest.fixture
+def settings(live_home: Path) -> Settings:
+    settings = Settings(home=live_home)
+    settings.server.ice_host_addresses = ["127.0.0.1"]
+    settings.render.size = 256
+    return settings
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[RunningServer]:
+    async with running_server(settings) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client(server: RunningServer) -> AsyncIterator[FacecastClient]:
+    api = FacecastClient(server.url, server.registry.settings.server.api_token)
+    yield api
+    await api.close()
