@@ -54,7 +54,8 @@ def _render(args: argparse.Namespace) -> int:
     store = AvatarStore(avatar_dir(args, settings))
     try:
         audio = decode_audio(args.audio)
-        avatar = store.resolve(args.avatar, size=size) if args.avatar else store.default()
+        # Avatars are prepared at 512 px (or larger for larger output) and scaled by the renderer.
+        avatar = store.resolve(args.avatar, size=max(size, 512)) if args.avatar else store.default()
         template_path = args.pose_template or settings.render.pose_template
         template = load_pose_template(Path(template_path)) if template_path else None
     except (AudioError, AvatarError, PoseTemplateError) as exc:
