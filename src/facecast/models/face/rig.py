@@ -92,11 +92,18 @@ class FaceRig:
     def _rest_closure(v: np.ndarray, jaw: np.ndarray) -> np.ndarray:
         """Closes the portrait's own mouth (a smile showing teeth): silence is a closed, relaxed mouth.
 
-        The jaw rises by 60% of the gap and the upper lip comes down by 40%; speech opens from there.
+        The jaw rises by 60% of the gap and the upper lip comes down by 40%, with an overshoot so the
+        lips meet all along (the gap is narrower at the corners than at the centre); the skin above the
+        upper lip follows with a smooth falloff so the warp never folds. Speech opens from there.
         """
-        gap = max(0.0, v[13, 1] - v[14, 1] - 0.03)
+        gap = 1.5 * max(0.0, v[13, 1] - v[14, 1])
         d = -0.6 * gap * jaw
-        d[T.UPPER_LIP, 1] -= 0.4 * gap
+        corner_x = 0.5 * (abs(v[61, 0]) + abs(v[291, 0]))
+        above = np.clip(1.0 - (v[:, 1] - v[0, 1]) / 1.5, 0.0, 1.0)  # 1 at the upper lip, 0 at 1.5 cm above
+        lateral = np.clip(1.0 - (np.abs(v[:, 0]) - corner_x) / 1.0, 0.0, 1.0)
+        w_up = np.where(v[:, 1] > 0.5 * (v[13, 1] + v[14, 1]), above * lateral, 0.0)
+        w_up[T.UPPER_LIP] = 1.0
+        d[:, 1] -= 0.4 * gap * w_up
         return d
 
     @staticmethod
