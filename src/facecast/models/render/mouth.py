@@ -7,7 +7,7 @@ import numpy as np
 
 CAVITY_EDGE = np.array([88, 30, 34], np.float32)
 CAVITY_DEEP = np.array([34, 10, 12], np.float32)
-UPPER_TEETH = np.array([222, 210, 188], np.float32)
+UPPER_TEETH = np.array([236, 226, 206], np.float32)
 LOWER_TEETH = np.array([178, 168, 158], np.float32)
 TONGUE = np.array([150, 62, 66], np.float32)
 MIN_GAP_PX = 1.0  # below this extra opening the portrait's own lips are left alone
@@ -70,7 +70,7 @@ def paint_mouth(
     color = color * (1 - tongue) + TONGUE * tongue
     # Teeth are darker towards the corners, in the cheeks' shadow.
     corner_shade = 1.0 - 0.5 * np.clip(lateral, 0, 1) ** 2
-    tu = cv2.GaussianBlur(teeth_up, (0, 0), 1.0)[..., None] * 0.8
+    tu = cv2.GaussianBlur(teeth_up, (0, 0), 0.7)[..., None] * 0.9
     color = color * (1 - tu) + (UPPER_TEETH * corner_shade[..., None]) * tu
     tl = np.asarray(teeth_lo)[..., None]
     color = color * (1 - tl) + (LOWER_TEETH * corner_shade[..., None]) * tl
