@@ -29,6 +29,15 @@ class RenderSettings:
     head_motion: bool = True
     pose_template: str | None = None  # AniPortrait (N, 6) .npy pose template, else procedural motion
     weights: str | None = None  # AniPortrait pretrained_model folder (or converted safetensors folder)
+    # AniPortrait streaming engine (engine: aniportrait)
+    steps: int = 4  # DDIM steps per window (trailing schedule)
+    hop: int = 12  # new frames per 16-frame window (overlap = 16 - hop)
+    guidance: float = 1.0  # classifier-free guidance scale; 1.0 = cond branch only
+    audio_lookahead_s: float = 0.2  # future audio Audio2Mesh sees for each frame
+    left_context_s: float = 2.0  # past audio Audio2Mesh sees for each frame
+    pose_style: int | None = None  # Audio2Pose style 0..99: head pose from speech; None: template/procedural
+    device: str | None = None  # torch device ("cuda", "cuda:1", "cpu"); None = cuda when available
+    dtype: str | None = None  # "fp16" | "bf16" | "fp32"; None = fp16 on cuda, fp32 on cpu
 
 
 @dataclass

@@ -35,6 +35,8 @@ async def test_health_and_metrics(server: RunningServer, client: FacecastClient)
     assert "facecast_sessions 1" in text
     assert 'facecast_stage_seconds_bucket{stage="render",le="+Inf"}' in text
     assert f'facecast_frames_emitted_total{{session="{session["id"]}"}}' in text
+    assert f'facecast_frames_skipped_total{{session="{session["id"]}"}}' in text
+    assert 'facecast_stage_seconds_count{stage="encode"}' in text
 
 
 async def test_avatar_upload_list_get_delete(server: RunningServer, media_dir: Path) -> None:

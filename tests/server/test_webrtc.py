@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
 from facecast.server.client import FacecastClient, Viewer
@@ -131,3 +131,38 @@ async def test_bad_sdp_and_content_types(server: RunningServer, client: Facecast
         )
         assert status == 404 and body["error"]["code"] == "session_not_found"
     assert server.registry.get(sid).peers == {}
+
+
+def answered_video_codec(sdp: str) -> str:
+    section = sdp.split("m=video", 1)[1]
+    first_pt = section.split("\n", 1)[0].split()[2]  # " 9 UDP/TLS/RTP/SAVPF <first> ..."
+    line = next(ln for ln in section.splitlines() if ln.startswith(f"a=rtpmap:{first_pt} "))
+    return line.split()[1].split("/")[0]
+
+
+async def test_answer_prefers_h264_encoded_once_per_session_and_falls_back_to_vp8(
+    server: RunningServer, client: FacecastClient
+) -> None:
+    sid = (await client.create_session())["id"]
+    runtime = server.registry.get(sid).runtime
+    vp8_only = Viewer()
+    video = next(t for t in vp8_only.pc.getTransceivers() if t.kind == "video")
+    video.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+    )
+    viewers = [await client.watch(sid), await client.watch(sid), await client.watch(sid, vp8_only)]
+    try:
+        codecs = [answered_video_codec(v.pc.remoteDescription.sdp) for v in viewers]
+        assert codecs == ["H264", "H264", "VP8"]
+        assert sorted(runtime.encoders) == ["H264", "VP8"]  # one encoder per codec, not per viewer
+        for viewer in viewers:
+            await asyncio.wait_for(viewer.received.first_video_at.wait(), timeout=10)
+        await asyncio.sleep(0.5)
+        for viewer in viewers:
+            image = viewer.received.video[-1][1].to_ndarray(format="rgb24")
+            assert image.shape == (256, 256, 3) and image.std() > 10
+        metrics = await client.call("GET", "/metrics")
+        assert f'facecast_keyframes_total{{session="{sid}",codec="H264"}}' in metrics
+    finally:
+        for viewer in viewers:
+            await viewer.close()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ, frame_samples
+from facecast.frames import AUDIO_RATE_HZ, MotionFrame, VideoFrame, frame_samples
 from facecast.models.avatar import Avatar
 from facecast.models.talking_head import TalkingHead
 from facecast.stream.clock import FreeRunningClock
@@ -91,3 +92,60 @@ async def test_idle_session_streams_silence_and_keeps_pace(avatar: Avatar) -> No
     assert not any(f.audio.any() for f in frames)
     span_s = (frames[-1].emitted_ns - frames[0].emitted_ns) / 1e9
     assert 0.3 < span_s < 0.8  # 14 frame intervals at 30 fps = 0.467 s (loose: shared CPU)
+
+
+class StallingHead(TalkingHead):
+    """Rendering stalls for a few frames (a CPU hiccup), as an overloaded machine would."""
+
+    def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
+        if any(20 <= m.index < 23 for m in motions):
+            time.sleep(0.08)  # ~3 frames late at most: past the skip threshold, far from the re-anchor
+        return super().render(motions)
+
+
+async def test_late_worker_repeats_images_but_never_drops_or_slows_audio(
+    avatar: Avatar, speech: np.ndarray
+) -> None:
+    session = SessionRuntime(StallingHead(avatar, fps=30, size=128))
+    sub = session.subscribe(maxlen=None)
+    session.say(speech[: AUDIO_RATE_HZ * 2], "test")
+    session.start()
+    frames = [await asyncio.wait_for(sub.get(), 5) for _ in range(50)]
+    await session.close()
+    assert [f.index for f in frames] == list(range(50))
+    skipped = [f for f in frames if not f.rendered]
+    assert skipped and session.frames_skipped == len(skipped) == session.runner.frames_skipped
+    for f in skipped:  # the previous image again, with this frame's own motion and audio
+        assert f.image is frames[f.index - 1].image and f.motion.index == f.index
+    assert session.clock.reanchors == 0  # caught up by skipping: the audio clock never slipped
+    played = np.concatenate([f.audio for f in frames])
+    start = frame_samples(next(f.index for f in frames if f.speech), 30)[0]
+    np.testing.assert_allclose(played[start:], speech[: played.size - start], atol=1e-6)
+    assert session.describe()["frames_rendered"] == session.frames_emitted - len(skipped)
+
+
+class SlowHead(TalkingHead):
+    """Every render takes longer than a frame: the worker is always late, skipping every other frame."""
+
+    def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
+        time.sleep(0.06)
+        return super().render(motions)
+
+
+async def test_first_frame_after_an_interrupt_is_rendered_even_when_late(
+    avatar: Avatar, speech: np.ndarray
+) -> None:
+    session = SessionRuntime(SlowHead(avatar, fps=30, size=128))
+    sub = session.subscribe(maxlen=None)
+    session.start()
+    firsts = []
+    for n in range(4):  # a repeated pre-interrupt image would show on about half the tries
+        session.say(speech, "test")
+        before = [await asyncio.wait_for(sub.get(), 5) for _ in range(12 + n)]
+        assert any(not f.rendered for f in before)  # the overload policy is active
+        generation = session.interrupt()
+        while (out := await asyncio.wait_for(sub.get(), 5)).generation < generation:
+            pass
+        firsts.append(out)
+    await session.close()
+    assert all(f.rendered and not f.speech for f in firsts)

@@ -3,8 +3,10 @@
 Starts `facecast serve` in a child process (so its CPU use is measured alone), creates N
 sessions, attaches one Python aiortc viewer to each (this process; it decodes what it gets) and
 keeps every session speaking by pushing speech over its WebSocket in real time. Prints per-session
-fps as emitted by the server and as received by each viewer, and the CPU use of the server and
-of the viewers. The last line printed is one JSON object.
+fps as rendered (frames whose image was rendered; an overloaded worker may repeat the previous image
+instead, which keeps audio at full speed but is not counted here), as emitted (rendered + repeated)
+and as received by each viewer, the CPU use of the server and of the viewers, the mean render and
+encode time per frame, and the machine's load average. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from facecast.bench.live_latency import _speech
     from facecast.server.client import FacecastClient, Viewer, pcm_s16le
 
+    load_before = os.getloadavg()[0]  # other work on the machine skews every figure here
     speech = await _speech(args.audio)
     pcm = pcm_s16le(speech)
     home = tempfile.mkdtemp(prefix="facecast-bench-")
@@ -114,14 +117,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             ws = await api.audio_socket(sid)
             tasks.append(asyncio.ensure_future(_speak_forever(ws, pcm, speech.size / 16000)))
         await asyncio.sleep(3.0)  # warm up
-        before = {s["id"]: s["frames"] for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
+        before = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
+        metrics0 = await api.call("GET", "/metrics")
         received = [v.counts["video"] for v in viewers]
         cpu0, own0, t0 = _cpu_s(proc.pid), time.process_time(), time.monotonic()
         await asyncio.sleep(args.seconds)
         wall = time.monotonic() - t0
         cpu_server = (_cpu_s(proc.pid) - cpu0) / wall
         cpu_viewers = (time.process_time() - own0) / wall
-        after = {s["id"]: s["frames"] for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
+        after = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
         metrics = await api.call("GET", "/metrics")
     finally:
         for task in tasks:
@@ -133,10 +137,27 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         proc.wait(10)
     per_session = []
     for i, sid in enumerate(sids):
-        emitted = (after[sid] - before[sid]) / wall
+        emitted = (after[sid]["frames"] - before[sid]["frames"]) / wall
+        rendered = (after[sid]["frames_rendered"] - before[sid]["frames_rendered"]) / wall
+        skipped = after[sid]["frames_skipped"] - before[sid]["frames_skipped"]
         got = (viewers[i].counts["video"] - received[i]) / wall
-        per_session.append({"session": sid, "emitted_fps": round(emitted, 1), "received_fps": round(got, 1)})
-        print(f"session {i}: emitted {emitted:.1f} fps, received by its viewer {got:.1f} fps")
+        per_session.append(
+            {
+                "session": sid,
+                "rendered_fps": round(rendered, 1),
+                "emitted_fps": round(emitted, 1),
+                "received_fps": round(got, 1),
+                "skipped_frames": skipped,
+            }
+        )
+        print(
+            f"session {i}: rendered {rendered:.1f} fps, emitted {emitted:.1f} fps "
+            f"({skipped} repeated images), received by its viewer {got:.1f} fps"
+        )
+    stage_ms = {
+        stage: round(_stage_mean_s(metrics0, metrics, stage) * 1000, 2) for stage in ("render", "encode")
+    }
+    load = os.getloadavg()
     dropped = sum(
         float(line.rsplit(" ", 1)[1])
         for line in metrics.splitlines()
@@ -146,15 +167,39 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         f"server CPU: {cpu_server:.2f} cores; viewers (this process): {cpu_viewers:.2f} cores; "
         f"machine: {os.cpu_count()} cores; video frames dropped for slow viewers: {dropped:.0f}"
     )
+    print(
+        f"mean per frame: render {stage_ms['render']} ms, shared video encode {stage_ms['encode']} ms; "
+        f"load average (1 min) before: {load_before:.2f}, after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     return {
         "bench": "live_capacity",
         "sessions": args.sessions,
         "size": args.size,
         "fps": args.fps,
         "per_session": per_session,
+        "min_rendered_fps": min(p["rendered_fps"] for p in per_session),
         "min_emitted_fps": min(p["emitted_fps"] for p in per_session),
         "min_received_fps": min(p["received_fps"] for p in per_session),
         "server_cpu_cores": round(cpu_server, 2),
         "viewer_cpu_cores": round(cpu_viewers, 2),
         "video_frames_dropped": dropped,
+        "skipped_frames": sum(p["skipped_frames"] for p in per_session),
+        "stage_ms": stage_ms,
+        "load_average_before": round(load_before, 2),
+        "load_average_after": [round(x, 2) for x in load],
     }
+
+
+def _stage_mean_s(before: str, after: str, stage: str) -> float:
+    """Mean of facecast_stage_seconds{stage} over the window between two /metrics scrapes."""
+
+    def sum_count(text: str) -> tuple[float, float]:
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("facecast_stage_seconds_") and f'stage="{stage}"' in line:
+                kind = line.split("{", 1)[0].rsplit("_", 1)[1]
+                found[kind] = float(line.rsplit(" ", 1)[1])
+        return found.get("sum", 0.0), found.get("count", 0.0)
+
+    (s0, n0), (s1, n1) = sum_count(before), sum_count(after)
+    return (s1 - s0) / (n1 - n0) if n1 > n0 else 0.0

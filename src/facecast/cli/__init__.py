@@ -11,10 +11,4 @@ COMMAND_MODULES = ["avatar", "render", "serve", "bench", "aniportrait"]
 
 def register_all(sub: argparse._SubParsersAction) -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"facecast.cli.{name}")
-        except ModuleNotFoundError as exc:  # a sub-command still being written must not break the others
-            if exc.name != f"facecast.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"facecast.cli.{name}").register(sub)

@@ -6,17 +6,14 @@ import argparse
 import importlib
 
 # Each facecast.bench.<module> defines `register(sub)` adding its own sub-command(s).
-BENCH_MODULES = ["lipsync", "visemes", "media_matrix", "warp_speed", "live_latency", "live_capacity", "av_sync", "aniportrait_speed"]
+BENCH_MODULES = [
+    "lipsync", "visemes", "media_matrix", "warp_speed", "live_latency", "live_capacity", "av_sync",
+    "aniportrait_speed", "aniportrait_stream", "aniportrait_audio_stream",
+]  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure lip sync, visemes, speed and latency (prints figures)")
     bench_sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
     for name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(f"facecast.bench.{name}")
-        except ModuleNotFoundError as exc:  # tools still being written
-            if exc.name != f"facecast.bench.{name}":
-                raise
-            continue
-        module.register(bench_sub)
+        importlib.import_module(f"facecast.bench.{name}").register(bench_sub)

@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=int, choices=(25, 30), default=None, help="default session frame rate")
     parser.add_argument("--size", type=int, default=None, help="output frame size in pixels (square)")
     parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="AniPortrait weights folder for the 'aniportrait' engine (overrides render.weights)",
+    )
+    parser.add_argument(
         "--ice-host",
         action="append",
         default=None,
@@ -61,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         settings.render.fps = args.fps
     if args.size is not None:
         settings.render.size = args.size
+    if args.weights is not None:
+        settings.render.weights = str(args.weights)
+    if settings.render.engine == "aniportrait" or args.weights is not None:
+        check_weights(settings.render.weights)
     if args.ice_host:
         server.ice_host_addresses = list(args.ice_host)
     if args.cors_origin:
@@ -79,3 +90,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
     return 0
+
+
+def check_weights(weights: str | None) -> None:
+    """Refuse to start with AniPortrait as the engine and no usable weights folder (one line, before serving)."""
+    if not weights:
+        raise CliError(
+            "the 'aniportrait' engine needs AniPortrait weights: pass --weights DIR (or set render.weights)"
+        )
+    from facecast.models.aniportrait.checkpoint import WeightsError
+    from facecast.models.aniportrait.weights import resolve_weights
+
+    try:
+        resolve_weights(Path(weights).expanduser())
+    except WeightsError as exc:
+        raise CliError(str(exc)) from None

@@ -25,6 +25,10 @@ class TalkingHead:
     Not thread-safe: the engine runner owns threading.
     """
 
+    # motions() alone keeps the motion state going, so a late live worker may skip render() for a
+    # frame and repeat the previous image (facecast.stream.engine_runner's overload policy).
+    frames_skippable = True
+
     def __init__(
         self,
         avatar: Avatar,

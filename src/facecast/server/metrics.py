@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from facecast.server.registry import Registry
 
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 0.5, 1.0)
-STAGES = ("render", "emit_lateness", "dispatch")
+STAGES = ("render", "encode", "emit_lateness", "dispatch")
 
 
 class Histogram:
@@ -48,7 +48,9 @@ class Metrics:
 
     def observe_frame(self, out: OutputFrame) -> None:
         """A session frame sink (event loop)."""
-        self.stages["render"].observe(out.render_s)
+        if out.rendered:  # a repeated image took no render time worth a sample
+            self.stages["render"].observe(out.render_s)
+        self.stages["encode"].observe(out.encode_s)
         self.stages["emit_lateness"].observe(max(0.0, (out.emitted_ns - out.due_ns) / 1e9))
         self.stages["dispatch"].observe(max(0.0, (time.monotonic_ns() - out.emitted_ns) / 1e9))
 
@@ -60,14 +62,24 @@ class Metrics:
             "# HELP facecast_uptime_seconds Seconds since the server started.",
             "# TYPE facecast_uptime_seconds gauge",
             f"facecast_uptime_seconds {time.time() - self.started:.1f}",
-            "# HELP facecast_stage_seconds Per-stage latency: engine render, lateness against the frame clock, "
-            "worker-to-loop dispatch.",
+            "# HELP facecast_stage_seconds Per-stage latency: engine render, shared video encoding (all codecs), "
+            "lateness against the frame clock, worker-to-loop dispatch.",
             "# TYPE facecast_stage_seconds histogram",
         ]
         for stage, hist in self.stages.items():
             lines += hist.lines("facecast_stage_seconds", f'stage="{stage}"')
         emitted = ["# TYPE facecast_frames_emitted_total counter"]
+        skipped = [
+            "# HELP facecast_frames_skipped_total Frames emitted repeating the previous image: the worker was "
+            "late by more than SKIP_AFTER_FRAMES (2) frames and skipped rendering (audio unaffected).",
+            "# TYPE facecast_frames_skipped_total counter",
+        ]
         queued = ["# TYPE facecast_queued_speech_seconds gauge"]
+        keyframes = [
+            "# HELP facecast_keyframes_total Keyframes of each session's shared video encoder (new viewers, "
+            "picture loss, interrupts and queue overflows each ask for one).",
+            "# TYPE facecast_keyframes_total counter",
+        ]
         sent = ["# TYPE facecast_frames_sent_total counter"]
         dropped = ["# TYPE facecast_frames_dropped_total counter"]
         depth = ["# TYPE facecast_queue_depth gauge"]
@@ -80,6 +92,11 @@ class Metrics:
         for sid, live in registry.sessions.items():
             rt = live.runtime
             emitted.append(f'facecast_frames_emitted_total{{session="{sid}"}} {rt.frames_emitted}')
+            skipped.append(f'facecast_frames_skipped_total{{session="{sid}"}} {rt.frames_skipped}')
+            for codec, enc in list(rt.encoders.items()):
+                keyframes.append(
+                    f'facecast_keyframes_total{{session="{sid}",codec="{codec}"}} {enc.keyframes}'
+                )
             queued.append(
                 f'facecast_queued_speech_seconds{{session="{sid}"}} {rt.queue.queued_seconds():.3f}'
             )
@@ -99,6 +116,6 @@ class Metrics:
                     if off is not None:
                         offset.append(f'facecast_av_offset_seconds{{session="{sid}",peer="{pid}"}} {off:.4f}')
         lines += ["# TYPE facecast_viewers gauge", f"facecast_viewers {viewers}"]
-        for block in (emitted, sent, dropped, depth, queued, offset, events):
+        for block in (emitted, skipped, keyframes, sent, dropped, depth, queued, offset, events):
             lines += block
         return "\n".join(lines) + "\n"

@@ -12,8 +12,15 @@ import logging
 
 import av
 from aiohttp import web
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpCodecCapability,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 from facecast.server.errors import ApiError, not_found
 from facecast.server.ice import restrict_host_candidates, rtc_configuration
@@ -50,6 +57,11 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
         if pc.connectionState in ("failed", "closed") and peer.id in live.peers:
             await registry.close_peer(live, peer)
 
+    if kind != "whip" and "video" in _offered_kinds(offer_sdp):
+        # An answerer's codec order otherwise follows the offer (browsers list VP8 first); a video
+        # transceiver made before the offer is applied carries our order: H.264 first (the session
+        # encodes it once for all its viewers at a fraction of VP8's cost), VP8 as the fallback.
+        pc.addTransceiver("video", direction="sendonly").setCodecPreferences(_video_preferences())
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     except Exception as exc:  # aiortc raises ValueError, KeyError, ... on malformed SDP
@@ -58,10 +70,11 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
             400, "bad_sdp", f"the SDP offer could not be used: {exc or type(exc).__name__}"
         ) from None
     kinds = {t.kind for t in pc.getTransceivers()}
+    video_sender: RTCRtpSender | None = None
     if kind != "whip":
         if "video" in kinds:
             peer.video = SessionVideoTrack(live.runtime)
-            pc.addTrack(peer.video)
+            video_sender = pc.addTrack(peer.video)
         if "audio" in kinds:
             peer.audio = SessionAudioTrack(live.runtime)
             pc.addTrack(peer.audio)
@@ -77,8 +90,33 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
     except Exception as exc:
         await registry.close_peer(live, peer)
         raise ApiError(400, "bad_sdp", f"no answer is possible for this offer: {exc}") from None
+    if peer.video is not None:
+        codec = _answered_video_codec(pc.localDescription.sdp)
+        if codec is not None:
+            peer.video.use_codec(codec, video_sender)
     live.peers[peer.id] = peer
     return peer
+
+
+def _offered_kinds(sdp: str) -> set[str]:
+    try:
+        return {m.kind for m in SessionDescription.parse(sdp).media}
+    except Exception:  # malformed: setRemoteDescription reports it
+        return set()
+
+
+def _video_preferences() -> list[RTCRtpCodecCapability]:
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    rank = {"video/H264": 0, "video/VP8": 1}
+    return sorted(codecs, key=lambda c: rank.get(c.mimeType, 2))  # rtx kept: retransmissions
+
+
+def _answered_video_codec(sdp: str) -> str | None:
+    """The codec the answer's video section sends with (aiortc uses the first one listed)."""
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "video" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType.split("/", 1)[1].upper()
+    return None
 
 
 async def _ingest(live: LiveSession, track: MediaStreamTrack) -> None:

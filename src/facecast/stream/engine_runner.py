@@ -14,18 +14,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 import av
+import cv2
 import numpy as np
 
 from facecast.frames import AUDIO_RATE_HZ, VideoFrame, frame_samples
-from facecast.stream.clock import FrameClock
+from facecast.stream.clock import NS_PER_S, FrameClock
 from facecast.stream.speech_queue import Segment, SpeechQueue, Utterance
 
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_HZ = 90000  # RTP video clock; pts of frame k = k * 90000 / fps
+# Overload policy: a worker more than this many frame periods late repeats the previous image instead
+# of rendering. Not 1: on a shared 2-core machine the OS scheduler alone often delays a thread by a
+# frame, and a render (~5 ms) catches that up within a frame; 2 still bounds the added latency (~67 ms).
+SKIP_AFTER_FRAMES = 2
 
 
 class TalkingEngine(Protocol):
@@ -37,6 +43,17 @@ class TalkingEngine(Protocol):
 
     def push(self, audio: np.ndarray) -> list[VideoFrame]: ...
     def interrupt(self) -> None: ...
+
+
+class SkippableEngine(TalkingEngine, Protocol):
+    """An engine whose motion (cheap, stateful) and images (costly, per frame) come apart, so an
+    overloaded worker may skip images and still keep motion and audio going. Engines opt in with
+    `frames_skippable = True` (TalkingHead does; windowed diffusion engines do not)."""
+
+    frames_skippable: bool
+
+    def motions(self, audio: np.ndarray) -> list[Any]: ...
+    def render(self, motions: list[Any]) -> list[VideoFrame]: ...
 
 
 @dataclass(eq=False)
@@ -55,7 +72,10 @@ class OutputFrame:
     due_ns: int = 0
     emitted_ns: int = 0
     render_s: float = 0.0
+    encode_s: float = 0.0  # shared video encoding, all codecs (worker thread)
+    rendered: bool = True  # False: the worker was late and repeated the previous image (overload)
     utterances: list[int] = field(default_factory=list)
+    packets: dict[str, av.Packet | None] = field(default_factory=dict)  # codec -> this frame encoded
 
     @property
     def video_time_s(self) -> float:
@@ -77,9 +97,15 @@ def to_av_frames(
     index: int, fps: int, image: np.ndarray, audio: np.ndarray
 ) -> tuple[av.VideoFrame, av.AudioFrame]:
     """Both stamped from the one sample clock: video in 1/90000, audio in 1/16000."""
-    from fractions import Fraction
-
-    video = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format="yuv420p")
+    # cv2 converts RGB → I420 (BT.601 limited range, as swscale's default) ~4x faster than PyAV's
+    # rgb24 frame + reformat, and releases the GIL while it works: with four sessions in one process
+    # the conversion was the largest GIL-held step per frame.
+    image = np.ascontiguousarray(image)
+    if image.shape[0] % 2 or image.shape[1] % 2:  # I420 in cv2 needs even sizes; swscale does not
+        video = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    else:
+        yuv: np.ndarray = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+        video = av.VideoFrame.from_ndarray(yuv.astype(np.uint8, copy=False), format="yuv420p")
     video.pts = index * VIDEO_CLOCK_HZ // fps
     video.time_base = Fraction(1, VIDEO_CLOCK_HZ)
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
@@ -111,7 +137,14 @@ class EngineRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.frames_out = 0
+        self.frames_skipped = 0  # emitted with the previous image because the worker ran late
         self.failed: str | None = None
+        # Late by more than this at the start of a frame: repeat the previous image instead of
+        # rendering (audio and motion state still advance, so speech is neither dropped nor slowed).
+        self.skip_after_ns = SKIP_AFTER_FRAMES * NS_PER_S // self.fps if clock.realtime else None
+        self._split: SkippableEngine | None = (
+            engine if getattr(engine, "frames_skippable", False) else None  # type: ignore[assignment]
+        )
         self.render_times_s: deque[float] = deque(maxlen=600)
 
     def start(self) -> None:
@@ -140,24 +173,43 @@ class EngineRunner:
         generation = self.queue.generation
         k_push = 0
         k_out = 0
+        previous: np.ndarray | None = None  # the last image emitted
         while self.clock.wait_for_frame(k_out, self._stop):
             due_ns = self.clock.due_ns(k_out)
             if self.queue.generation != generation:
                 generation = self._interrupt(pending, ready)
+                previous = None  # the first frame after an interrupt is always rendered (idle mouth)
+            skip = (
+                self._split is not None
+                and previous is not None
+                and self.skip_after_ns is not None
+                and time.monotonic_ns() - due_ns > self.skip_after_ns
+            )
             t0 = time.perf_counter()
             while not ready:
                 start, end = frame_samples(k_push, self.fps)
                 audio, segments, gen = self.queue.take(end - start)
                 pending[k_push] = _Pending(audio, segments, gen)
-                ready.extend(self.engine.push(audio))
+                ready.extend(self._push(audio, previous if skip else None))
                 k_push += 1
             frame = ready.popleft()
             render_s = time.perf_counter() - t0
-            self.render_times_s.append(render_s)
             if frame.index != k_out:
                 raise RuntimeError(f"engine emitted frame {frame.index}, expected {k_out}")
-            self._emit(frame, pending.pop(k_out), due_ns, render_s)
+            rendered = not (skip and frame.image is previous)
+            if rendered:
+                self.render_times_s.append(render_s)
+            else:
+                self.frames_skipped += 1
+            self._emit(frame, pending.pop(k_out), due_ns, render_s, rendered)
+            previous = frame.image
             k_out += 1
+
+    def _push(self, audio: np.ndarray, repeat: np.ndarray | None) -> list[VideoFrame]:
+        """The engine's frames for one more frame of audio; with `repeat`, motion only, that image."""
+        if repeat is None or self._split is None:
+            return self.engine.push(audio)
+        return [VideoFrame(index=m.index, image=repeat, motion=m) for m in self._split.motions(audio)]
 
     def _interrupt(self, pending: dict[int, _Pending], ready: deque[VideoFrame]) -> int:
         """Silence everything taken but not yet shown; report each dropped utterance once."""
@@ -189,7 +241,7 @@ class EngineRunner:
             }
         )
 
-    def _emit(self, frame: VideoFrame, item: _Pending, due_ns: int, render_s: float) -> None:
+    def _emit(self, frame: VideoFrame, item: _Pending, due_ns: int, render_s: float, rendered: bool) -> None:
         video, sound = to_av_frames(frame.index, self.fps, frame.image, item.audio)
         speech = any(seg.count for seg in item.segments)
         for seg in item.segments:
@@ -215,6 +267,7 @@ class EngineRunner:
             due_ns=due_ns,
             emitted_ns=time.monotonic_ns(),
             render_s=render_s,
+            rendered=rendered,
             utterances=[seg.utterance.id for seg in item.segments],
         )
         self.frames_out += 1

@@ -1,8 +1,10 @@
 """Record exactly what a session streams (the frames and audio its viewers get) to an MP4.
 
 A frame sink on the event loop hands frames to a writer thread (encoding never runs on the
-loop). Stamps come from the same sample clock as the tracks: video pts = frame index, audio
-pts = sample index, both relative to the first recorded frame.
+loop), which writes them with the same Mp4Writer as offline renders (one H.264/AAC muxer, with its
+AAC priming handled once). Stamps come from the same sample clock as the tracks: video frame k of
+the recording is session frame first + k, and its audio is exactly the samples that frame covers,
+so the audio track stays contiguous and in step with the video.
 """
 
 from __future__ import annotations
@@ -11,18 +13,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ, frame_start_sample
 from facecast.stream.engine_runner import OutputFrame
+from facecast.stream.mp4_writer import Mp4Writer
 
 log = logging.getLogger(__name__)
-
-AAC_FRAME_SAMPLES = 1024
 
 
 class Recorder:
@@ -31,7 +29,9 @@ class Recorder:
         self.fps = fps
         self.size = size
         self._generation = generation
-        self._queue: queue.Queue[OutputFrame | None] = queue.Queue()
+        # (frame, stale): a stale frame is speech from before an interrupt; like the tracks, its
+        # video is not shown and its audio becomes silence.
+        self._queue: queue.Queue[tuple[OutputFrame, bool] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write, name=f"recorder-{path.stem}", daemon=True)
         self.frames = 0
         self.error: str | None = None
@@ -42,14 +42,11 @@ class Recorder:
 
     def __call__(self, out: OutputFrame) -> None:
         """Frame sink (event loop): decide stale-speech substitution now, as the tracks do."""
-        stale = out.speech and out.generation < self._generation()
-        self._queue.put(None if stale else out)
-        if stale:
-            self._queue.put(_SilenceMarker(out))  # type: ignore[arg-type]
+        self._queue.put((out, out.speech and out.generation < self._generation()))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the file (blocking: call from an executor)."""
-        self._queue.put(_END)  # type: ignore[arg-type]
+        self._queue.put(None)
         self._thread.join(timeout)
 
     @property
@@ -58,69 +55,20 @@ class Recorder:
 
     def _write(self) -> None:
         try:
-            self._encode()
+            with Mp4Writer(self._tmp, fps=self.fps, size=self.size) as writer:
+                while (item := self._queue.get()) is not None:
+                    self._frame(writer, *item)
             self._tmp.replace(self.path)
         except Exception as exc:
             log.exception("recording failed")
             self.error = str(exc)
 
-    def _encode(self) -> None:
-        with av.open(str(self._tmp), "w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=self.fps)
-            video.width = video.height = self.size
-            video.pix_fmt = "yuv420p"
-            video.codec_context.time_base = Fraction(1, self.fps)
-            video.options = {"preset": "veryfast", "tune": "zerolatency"}
-            audio = container.add_stream("aac", rate=AUDIO_RATE_HZ, layout="mono")
-            resampler = av.AudioResampler(
-                format="fltp", layout="mono", rate=AUDIO_RATE_HZ, frame_size=AAC_FRAME_SAMPLES
-            )
-            while True:
-                item = self._queue.get()
-                if item is _END:
-                    break
-                if item is None:
-                    continue
-                if isinstance(item, _SilenceMarker):
-                    self._audio(container, audio, resampler, item.out, silent=True)
-                    continue
-                if self._first is None:
-                    self._first = item.index
-                frame = av.VideoFrame.from_ndarray(item.image, format="rgb24")
-                frame.pts = item.index - self._first
-                frame.time_base = Fraction(1, self.fps)
-                container.mux(video.encode(frame))
-                self.frames += 1
-                self._audio(container, audio, resampler, item, silent=False)
-            for f in resampler.resample(None):
-                container.mux(audio.encode(f))
-            container.mux(audio.encode(None))
-            container.mux(video.encode(None))
-
-    def _audio(
-        self,
-        container: av.container.OutputContainer,
-        stream: av.AudioStream,
-        resampler: av.AudioResampler,
-        out: OutputFrame,
-        silent: bool,
-    ) -> None:
+    def _frame(self, writer: Mp4Writer, out: OutputFrame, stale: bool) -> None:
         if self._first is None:
-            return
-        samples = np.zeros_like(out.audio) if silent else out.audio
-        frame = av.AudioFrame.from_ndarray(
-            samples.reshape(1, -1).astype(np.float32), format="flt", layout="mono"
-        )
-        frame.sample_rate = AUDIO_RATE_HZ
-        frame.pts = frame_start_sample(out.index, self.fps) - frame_start_sample(self._first, self.fps)
-        frame.time_base = Fraction(1, AUDIO_RATE_HZ)
-        for f in resampler.resample(frame):
-            container.mux(stream.encode(f))
-
-
-class _SilenceMarker:
-    def __init__(self, out: OutputFrame) -> None:
-        self.out = out
-
-
-_END = object()
+            if stale:
+                return  # the recording starts at the first frame a viewer would see
+            self._first = out.index
+        if not stale:
+            writer.write_video(out.index - self._first, out.image)
+            self.frames += 1
+        writer.write_audio(np.zeros_like(out.audio) if stale else out.audio)

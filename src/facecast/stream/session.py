@@ -21,6 +21,7 @@ from facecast.stream.clock import FrameClock
 from facecast.stream.engine_runner import EngineRunner, OutputFrame, TalkingEngine
 from facecast.stream.fanout import EventHub, Subscriber
 from facecast.stream.speech_queue import SpeechQueue, Utterance
+from facecast.stream.video_encoder import SharedVideoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class SessionRuntime:
         self.events = EventHub()
         self.clock = clock or FrameClock(engine.fps)
         self._sinks: set[Sink] = set()
+        self._encoders: dict[str, SharedVideoEncoder] = {}  # codec -> encoder, shared by its viewers
         self.frames_emitted = 0
+        self.frames_skipped = 0  # emitted repeating the previous image (worker overloaded), not rendered
         self.last_frame: OutputFrame | None = None
         self.latencies_s: dict[str, deque[float]] = {
             "render": deque(maxlen=600),
@@ -73,6 +76,9 @@ class SessionRuntime:
             return
         self.closed = True
         await asyncio.get_running_loop().run_in_executor(None, self.runner.stop)
+        engine_close = getattr(self.runner.engine, "close", None)
+        if callable(engine_close):  # e.g. releases the session's stream on a shared GPU renderer
+            engine_close()
         self.events.close()
         for sink in list(self._sinks):
             closer = getattr(sink, "close", None)
@@ -114,7 +120,35 @@ class SessionRuntime:
         self.remove_sink(sub.put)
         sub.close()
 
+    # -- shared video encoding ----------------------------------------------------------------
+    def acquire_encoder(self, codec: str) -> SharedVideoEncoder:
+        """The session's `codec` encoder (made on first use); each acquire needs one release."""
+        enc = self._encoders.get(codec)
+        if enc is None:
+            enc = self._encoders[codec] = SharedVideoEncoder(codec, self.size, self.fps)
+        enc.users += 1
+        return enc
+
+    @property
+    def encoders(self) -> dict[str, SharedVideoEncoder]:
+        return self._encoders
+
+    def release_encoder(self, enc: SharedVideoEncoder) -> None:
+        enc.users -= 1
+        if enc.users <= 0 and self._encoders.get(enc.codec) is enc:
+            del self._encoders[enc.codec]
+
     def _from_worker_frame(self, out: OutputFrame) -> None:
+        # Worker thread: encode once here for all viewers of each codec, off the event loop.
+        for enc in list(self._encoders.values()):
+            t0 = time.perf_counter()
+            try:
+                out.packets[enc.codec] = enc.encode(out)
+            except Exception:  # its viewers get no video; the session (and its audio) goes on
+                if enc.failures == 0:
+                    log.exception("%s encoder failed", enc.codec)
+                enc.failures += 1
+            out.encode_s += time.perf_counter() - t0
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._dispatch, out)
 
@@ -125,8 +159,10 @@ class SessionRuntime:
 
     def _dispatch(self, out: OutputFrame) -> None:
         self.frames_emitted += 1
+        self.frames_skipped += not out.rendered
         self.last_frame = out
-        self.latencies_s["render"].append(out.render_s)
+        if out.rendered:
+            self.latencies_s["render"].append(out.render_s)
         self.latencies_s["emit_lateness"].append((time.monotonic_ns() - out.due_ns) / 1e9)
         for sink in list(self._sinks):
             try:
@@ -143,6 +179,8 @@ class SessionRuntime:
             "size": self.size,
             "created_at": round(self.created_at, 3),
             "frames": self.frames_emitted,
+            "frames_rendered": self.frames_emitted - self.frames_skipped,
+            "frames_skipped": self.frames_skipped,
             "queued_speech_s": round(self.queue.queued_seconds(), 3),
             "state": "failed" if self.runner.failed else ("closed" if self.closed else "live"),
         }

@@ -4,6 +4,10 @@ The session paces frames, so recv() just waits for the next one (no sleeping her
 tracks stamp pts from the one sample clock. Frames from before an interrupt that carry speech
 are never sent: video skips them, audio substitutes silence with the same pts so the audio
 timeline (which the Opus encoder counts in samples) stays continuous.
+
+Once negotiation picked the video codec (`use_codec`), the video track hands aiortc the session's
+shared encoder output (av.Packet) instead of raw frames; without it (tests, or a codec with no
+shared encoder) it returns raw frames and aiortc encodes per viewer.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from facecast.frames import AUDIO_RATE_HZ
 from facecast.stream.engine_runner import OutputFrame
 from facecast.stream.fanout import Closed, Subscriber
 from facecast.stream.session import SessionRuntime
+from facecast.stream.video_encoder import SUPPORTED, SharedVideoEncoder
 
 VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than falling behind
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
@@ -47,11 +52,11 @@ class _SessionTrack(MediaStreamTrack):
         except Closed:
             self.stop()
             raise MediaStreamError from None
-        self.sent += 1
-        self.last_sent = out
         return out
 
     def _mark(self, out: OutputFrame, media_time_s: float) -> None:
+        self.sent += 1
+        self.last_sent = out
         now = time.monotonic()
         self.last_anchor_s = now - media_time_s
         self.sent_log.append((now, out))
@@ -74,14 +79,69 @@ class SessionVideoTrack(_SessionTrack):
 
     def __init__(self, session: SessionRuntime) -> None:
         super().__init__(session, VIDEO_QUEUE_FRAMES)
+        self.encoder: SharedVideoEncoder | None = None
+        self.sender: RTCRtpSender | None = None
+        self._need_key: int | None = None  # generation a keyframe must have before packets flow again
+        self._last_index: int | None = None  # of the last frame taken from the queue
 
-    async def recv(self) -> av.VideoFrame:
+    def use_codec(self, codec: str, sender: RTCRtpSender | None = None) -> bool:
+        """Send the session's shared `codec` packets (False: no shared encoder, aiortc encodes)."""
+        if codec not in SUPPORTED or self.readyState != "live":
+            return False
+        self.encoder = self.session.acquire_encoder(codec)
+        self.sender = sender
+        self._resync(0)
+        return True
+
+    async def recv(self) -> av.VideoFrame | av.Packet:
         while True:
             out = await self._next()
+            gap = self._last_index is not None and out.index != self._last_index + 1
+            self._last_index = out.index
             if out.speech and out.generation < self.session.generation:
-                continue  # speech from before an interrupt
+                # Speech from before an interrupt; the shared bitstream continues only at a keyframe.
+                self._resync(self.session.generation)
+                continue
+            if self.encoder is None:
+                self._mark(out, out.video_time_s)
+                return out.video
+            if gap or self._picture_lost():
+                # A frame this viewer will never get (its queue overflowed) or one its decoder lost:
+                # the next packets reference it, so wait for a keyframe.
+                self._resync(out.generation)
+            packet = out.packets.get(self.encoder.codec)
+            if packet is None:
+                continue  # emitted before this encoder existed
+            if self._need_key is not None:
+                if not (packet.is_keyframe and out.generation >= self._need_key):
+                    continue
+                self._need_key = None
             self._mark(out, out.video_time_s)
-            return out.video
+            return packet
+
+    def _resync(self, generation: int) -> None:
+        if self.encoder is not None:
+            self._need_key = generation if self._need_key is None else max(self._need_key, generation)
+            self.encoder.request_keyframe(generation)
+
+    def _picture_lost(self) -> bool:
+        """The viewer reported picture loss (RTCP PLI/FIR)?
+
+        aiortc records it in the sender's private flag and only reads it when it encodes frames
+        itself, which it never does for pre-encoded packets; so the flag is taken from here
+        (checked against aiortc 1.16; tests/stream/test_video_encoder.py covers it).
+        """
+        flag = "_RTCRtpSender__force_keyframe"
+        if self.sender is None or not getattr(self.sender, flag, False):
+            return False
+        setattr(self.sender, flag, False)
+        return True
+
+    def stop(self) -> None:
+        if self.encoder is not None:
+            self.session.release_encoder(self.encoder)
+            self.encoder = None
+        super().stop()
 
 
 class SessionAudioTrack(_SessionTrack):

@@ -71,7 +71,7 @@ def causal_alibi_mask(length: int, num_heads: int) -> torch.Tensor:
     return bias.masked_fill((j > i)[None], float("-inf"))
 
 
-def _single_key_cross_attention(attn: nn.MultiheadAttention, memory: torch.Tensor) -> torch.Tensor:
+def single_key_cross_attention(attn: nn.MultiheadAttention, memory: torch.Tensor) -> torch.Tensor:
     """Cross-attention output when step i may see only memory frame i: out_proj(v_proj(memory)). (1, T, d)"""
     dim = memory.shape[-1]
     value = F.linear(memory, attn.in_proj_weight[2 * dim :], attn.in_proj_bias[2 * dim :])
@@ -162,7 +162,7 @@ class Audio2Pose(nn.Module):
             )
         heads, head_dim = self.num_heads, dim // self.num_heads
         layers = [cast(nn.TransformerDecoderLayer, layer) for layer in self.transformer_decoder.layers]
-        cross = [_single_key_cross_attention(layer.multihead_attn, memory) for layer in layers]
+        cross = [single_key_cross_attention(layer.multihead_attn, memory) for layer in layers]
         keys = [memory.new_zeros(1, heads, length, head_dim) for _ in layers]
         values = [memory.new_zeros(1, heads, length, head_dim) for _ in layers]
         slopes = alibi_slopes(heads).to(memory)

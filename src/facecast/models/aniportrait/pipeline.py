@@ -146,11 +146,21 @@ class Lmk2VideoPipeline:
         states: torch.Tensor,
         features: list[torch.Tensor],
         reference_rows: torch.Tensor,
+        reference_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
-        """One UNet3D call: latents (B, 4, F, h, w), states (B, 1, D), features (B, C_i, F, h_i, w_i) → v (B, 4, F, h, w)."""
+        """One UNet3D call: latents (B, 4, F, h, w), states (B, 1, D), features (B, C_i, F, h_i, w_i) → v (B, 4, F, h, w).
+
+        reference_kv: block name → precomputed reference (keys, values) (B, L, C), one per batch row (used
+        instead of the bank; the streaming engine batches several avatars this way).
+        """
         frames = latents.shape[2]
         self.pose_hooks.features = [f.transpose(1, 2).flatten(0, 1) for f in features]
         self.reference.reference_rows = reference_rows.repeat_interleave(frames)
+        if reference_kv is not None:
+            self.reference.kv = {
+                name: (k.repeat_interleave(frames, dim=0), v.repeat_interleave(frames, dim=0))
+                for name, (k, v) in reference_kv.items()
+            }
         try:
             out = self.denoising_unet(
                 latents, t, encoder_hidden_states=states.repeat_interleave(frames, dim=0)
@@ -158,6 +168,7 @@ class Lmk2VideoPipeline:
         finally:
             self.pose_hooks.features = None
             self.reference.reference_rows = None
+            self.reference.kv = None
         return out.sample
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

@@ -59,11 +59,15 @@ class ReferenceState:
     bank: block name → (1, h*w, C) reference tokens (already in the compute dtype).
     reference_rows: (B*F,) bool, True where a row attends to the reference (the conditional half);
     None means no reference at all (plain self-attention everywhere).
+    kv: block name → (keys, values), each (B*F, h*w, C): the bank already projected by that block's attn1
+    to_k / to_v, one row per frame (the streaming engine's per-avatar cache, several avatars per batch).
+    When set it is used instead of `bank`.
     """
 
     def __init__(self) -> None:
         self.bank: dict[str, torch.Tensor] = {}
         self.reference_rows: torch.Tensor | None = None
+        self.kv: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class ReferenceAttnProcessor:
@@ -77,11 +81,20 @@ class ReferenceAttnProcessor:
         self.state = state
 
     @staticmethod
-    def _attend(attn: Attention, query_in: torch.Tensor, kv_in: torch.Tensor) -> torch.Tensor:
+    def _attend(
+        attn: Attention,
+        query_in: torch.Tensor,
+        kv_in: torch.Tensor,
+        extra_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """extra_kv: projected (keys, values) (N, L_ref, C) appended after those of kv_in."""
         n = query_in.shape[0]
         query = attn.to_q(query_in)
         key = attn.to_k(kv_in)
         value = attn.to_v(kv_in)
+        if extra_kv is not None:
+            key = torch.cat([key, extra_kv[0]], dim=1)
+            value = torch.cat([value, extra_kv[1]], dim=1)
         head_dim = key.shape[-1] // attn.heads
         query = query.view(n, -1, attn.heads, head_dim).transpose(1, 2)
         key = key.view(n, -1, attn.heads, head_dim).transpose(1, 2)
@@ -101,6 +114,9 @@ class ReferenceAttnProcessor:
     ) -> torch.Tensor:
         rows = self.state.reference_rows
         bank = self.state.bank.get(self.name)
+        projected = self.state.kv.get(self.name) if self.state.kv is not None else None
+        if projected is not None and rows is not None:
+            return self._attend_projected(attn, hidden_states, rows, projected)
         if rows is None or bank is None or not bool(rows.any()):
             return self._attend(attn, hidden_states, hidden_states)
         if bool(rows.all()):
@@ -112,6 +128,25 @@ class ReferenceAttnProcessor:
         out[rows] = self._attend(attn, ref, kv)
         plain = hidden_states[~rows]
         out[~rows] = self._attend(attn, plain, plain)
+        return out
+
+    def _attend_projected(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        rows: torch.Tensor,
+        projected: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """Reference rows attend to [own keys ; precomputed reference keys] (per row), the others to themselves."""
+        if bool(rows.all()):
+            return self._attend(attn, hidden_states, hidden_states, projected)
+        out = torch.empty_like(hidden_states)
+        ref = hidden_states[rows]
+        if ref.shape[0]:
+            out[rows] = self._attend(attn, ref, ref, (projected[0][rows], projected[1][rows]))
+        plain = hidden_states[~rows]
+        if plain.shape[0]:
+            out[~rows] = self._attend(attn, plain, plain)
         return out
 
 
