@@ -8,28 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
-from facecast.server.errors import ApiError
+from facecast.server.errors import ApiError, read_json
 from facecast.server.state import METRICS, REGISTRY
 from facecast.stream.recorder import Recorder
 
 
-async def _json(request: web.Request, *, empty_ok: bool = False) -> dict[str, Any]:
-    if empty_ok and not request.can_read_body:
-        return {}
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "the request body must be a JSON object")
-    return body
-
-
 async def create_session(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    body = await _json(request, empty_ok=True)
+    body = await read_json(request, empty_ok=True)
     avatar = body.get("avatar")
     engine = body.get("engine", registry.settings.render.engine)
     fps = body.get("fps", registry.settings.render.fps)
@@ -68,7 +54,7 @@ async def delete_session(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     live = registry.get(request.match_info["sid"])
-    action = (await _json(request)).get("action")
+    action = (await read_json(request)).get("action")
     loop = asyncio.get_running_loop()
     if action == "start":
         if live.recorder is not None:

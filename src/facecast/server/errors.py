@@ -46,3 +46,18 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(
             exc.status, code, message, {k: v for k, v in exc.headers.items() if k == "Allow"}
         )
+
+
+async def read_json(request: web.Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The request's JSON object body, or an ApiError saying what is wrong with it."""
+    if empty_ok and not request.can_read_body:
+        return {}
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    return body

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from facecast.server.api_avatars import read_multipart_file
-from facecast.server.errors import ApiError
+from facecast.server.errors import ApiError, read_json
 from facecast.server.registry import LiveSession
 from facecast.server.state import REGISTRY
 from facecast.server.tts import TtsError, speak
@@ -157,21 +157,9 @@ async def events_sse(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send application/json")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "the request body must be a JSON object")
-    return body
-
-
 async def say(request: web.Request) -> web.Response:
     live = request.app[REGISTRY].get(request.match_info["sid"])
-    body = await _json_body(request)
+    body = await read_json(request)
     text, voice = body.get("text"), body.get("voice")
     if not isinstance(text, str) or (voice is not None and not isinstance(voice, str)):
         raise ApiError(400, "bad_text", 'expected {"text": "...", "voice"?: "en-us"}')

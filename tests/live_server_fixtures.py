@@ -1,4 +1,6 @@
-"""A real server on 127.0.0.1 (random port) with the default avatar prepared once per test run."""
+"""Fixtures for tests that need a real server on 127.0.0.1 (random port), default avatar prepared once.
+
+Loaded for the whole suite by tests/conftest.py (pytest_plugins)."""
 
 from __future__ import annotations
 
