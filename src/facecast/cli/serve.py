@@ -15,7 +15,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve the browser client at / and the JSON API under /v1 (avatars, sessions, WebRTC offer/"
         "answer, WHEP/WHIP, WebSocket PCM ingest, /say, recording, /metrics). Without an API token "
         "(server.api_token or FACECAST_API_TOKEN) it listens on loopback only.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML settings file (e.g. configs/default.yaml)"
