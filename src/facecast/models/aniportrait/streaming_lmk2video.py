@@ -85,7 +85,7 @@ class StreamingLmk2Video:
         batch_wait_s: float = 0.002,
         tiny_vae: Path | None = None,
         compile: str | None = None,
-        decode_batch: int = 16,
+        decode_batch: int | None = None,
         avatar_capacity: int = 16,
     ) -> None:
         if width <= 0 or height <= 0 or width % 8 or height % 8:
@@ -114,6 +114,10 @@ class StreamingLmk2Video:
                 str(tiny_vae), torch_dtype=torch_dtype, local_files_only=True
             )
             tiny = tiny.to(dev).eval()
+        if decode_batch is None:
+            # Batched decode feeds a GPU; on a CPU one frame at a time keeps activations in cache and
+            # measured 40% faster per frame (fixture VAE at 256 px: 41 vs 70 ms).
+            decode_batch = 16 if dev.type == "cuda" else 1
         self.sampler = CausalWindowSampler(
             self.pipe, steps=steps, guidance=guidance, tiny_vae=tiny, decode_batch=decode_batch
         )
