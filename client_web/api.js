@@ -67,6 +67,17 @@ export class ApiClient {
   }
 }
 
+/** The ApiError for a failed response whose body is `text` (JSON error envelope or anything else). */
+export function errorFromText(resp, text) {
+  let data = null;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  return errorFromResponse(resp, data, text);
+}
+
 export function errorFromResponse(resp, data, text) {
   const e = data && typeof data === "object" ? data.error : null;
   if (e && typeof e === "object") {
@@ -83,16 +94,7 @@ export function errorFromResponse(resp, data, text) {
  */
 export async function readEventStream(client, path, signal, onEvent) {
   const resp = await client.fetch(path, { headers: { Accept: "text/event-stream" }, signal });
-  if (!resp.ok) {
-    const text = await resp.text();
-    let data = null;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
-    throw errorFromResponse(resp, data, text);
-  }
+  if (!resp.ok) throw errorFromText(resp, await resp.text());
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

@@ -5,7 +5,7 @@
 // It watches through WHEP (a receive-only viewer; several may watch one session) with a complete
 // offer: ICE is gathered before the POST, as the server answers once.
 
-import { ApiClient, errorFromResponse } from "/api.js";
+import { ApiClient, errorFromText } from "/api.js";
 
 const ICE_GATHER_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 20000;
@@ -59,15 +59,7 @@ async function connect() {
     body: pc.localDescription.sdp,
   });
   const text = await resp.text();
-  if (!resp.ok) {
-    let data = null;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
-    throw errorFromResponse(resp, data, text);
-  }
+  if (!resp.ok) throw errorFromText(resp, text);
   const location_ = resp.headers.get("Location");
   resource = location_ ? new URL(location_, location.href).href : null;
   await pc.setRemoteDescription({ type: "answer", sdp: text });
