@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MEDIA = SHARED / "media"
 FIXTURE_A = SHARED / "aniportrait" / "fixtures" / "A"
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """2 shared cores: OpenMP spinning across threads makes tiny convolutions ~6x slower than 1 thread."""
+    import torch  # only the tests that ask for it pay for the import
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
-import torch
 
 from facecast.config import Settings, load_settings
 from facecast.models.audio.decode import decode_audio
@@ -27,14 +26,6 @@ from facecast.stream.engine_runner import OutputFrame
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "aniportrait_tiny.yaml"
 SLOW_S = 90  # generous: CPU tiny diffusion on shared cores
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def render_aniportrait(
     from facecast.models.face.pose_image import draw_pose_images
     from facecast.models.face.projection import project_points
     from facecast.models.motion.pose_template import ping_pong_poses
-    from facecast.stream.mp4_writer import Mp4Writer
+    from facecast.stream.mp4_writer import mp4_file
 
     if fps != ANIPORTRAIT_FPS:
         raise CliError(f"the aniportrait engine renders at {ANIPORTRAIT_FPS} fps (got --fps {fps})")
@@ -58,14 +58,9 @@ def render_aniportrait(
     except (WeightsError, ValueError) as exc:
         raise CliError(str(exc)) from None
     expected = -(-len(audio) * ANIPORTRAIT_FPS // 16000)
-    tmp = args.output.with_name(f".{args.output.name}.part")
-    try:
-        with Mp4Writer(tmp, fps=ANIPORTRAIT_FPS, size=size) as writer:
-            writer.write_audio(audio)
-            for k, image in enumerate(video[:expected]):
-                writer.write_video(k, image)
-        tmp.replace(args.output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with mp4_file(args.output, fps=ANIPORTRAIT_FPS, size=size) as writer:
+        writer.write_audio(audio)
+        for k, image in enumerate(video[:expected]):
+            writer.write_video(k, image)
     print(f"wrote {args.output} ({min(len(video), expected)} frames at {ANIPORTRAIT_FPS} fps, aniportrait engine)")
     return 0

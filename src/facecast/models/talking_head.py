@@ -64,9 +64,13 @@ class TalkingHead:
     def push(self, audio: np.ndarray) -> list[VideoFrame]:
         return self.render(self.motions(audio))
 
+    def flush_motions(self) -> list[MotionFrame]:
+        """End of a file: the remaining composed motion frames, padding the audio with silence."""
+        return [self.composer.compose(m) for m in self.driver.flush()]
+
     def flush(self) -> list[VideoFrame]:
-        """End of a file: the remaining frames, padding the audio with silence."""
-        return self.render([self.composer.compose(m) for m in self.driver.flush()])
+        """End of a file: the remaining frames."""
+        return self.render(self.flush_motions())
 
     def interrupt(self) -> None:
         """Audio pushed but not yet shown becomes silence; the next frame out has a relaxed mouth."""

@@ -7,6 +7,8 @@ the MP4 muxer turns into an edit list, so players skip them and audio starts exa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -79,3 +81,15 @@ class Mp4Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def mp4_file(out: Path, *, fps: int, size: int) -> Iterator[Mp4Writer]:
+    """An Mp4Writer on a temporary file that becomes `out` only if the block succeeds: whole or absent."""
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        with Mp4Writer(tmp, fps=fps, size=size) as writer:
+            yield writer
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facecast.stream.engine_runner import OutputFrame
-from facecast.stream.mp4_writer import Mp4Writer
+from facecast.stream.mp4_writer import Mp4Writer, mp4_file
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ class Recorder:
         self.error: str | None = None
         self._first: int | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = path.with_suffix(".part.mp4")
         self._thread.start()
 
     def __call__(self, out: OutputFrame) -> None:
@@ -55,10 +54,9 @@ class Recorder:
 
     def _write(self) -> None:
         try:
-            with Mp4Writer(self._tmp, fps=self.fps, size=self.size) as writer:
+            with mp4_file(self.path, fps=self.fps, size=self.size) as writer:
                 while (item := self._queue.get()) is not None:
                     self._frame(writer, *item)
-            self._tmp.replace(self.path)
         except Exception as exc:
             log.exception("recording failed")
             self.error = str(exc)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """2 shared cores: OpenMP spinning across threads makes tiny convolutions ~6x slower than 1 thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ class MotionComposer:
             return 1.0
         return max(0.0, 1.0 - (dt - BLINK_CLOSE_S - BLINK_HOLD_S) / BLINK_OPEN_S)
 
-    def _pose(self, k: int, t: float, speech: float) -> np.ndarray:
+    def _pose(self, t: float, speech: float) -> np.ndarray:
         pose = np.zeros(6, np.float32)
         if not self.head_motion:
             return pose
@@ -80,7 +80,7 @@ class MotionComposer:
     def compose(self, frame: MotionFrame) -> MotionFrame:
         t = frame.index / self.fps
         blink = self._blink(t)
-        frame.pose = self._pose(frame.index, t, frame.speech)
+        frame.pose = self._pose(t, frame.speech)
         frame.blink = blink
         if blink > 0.0:
             frame.mesh_offsets = frame.mesh_offsets + (blink * self.rig.blink).astype(np.float32)
