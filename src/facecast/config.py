@@ -38,6 +38,10 @@ class RenderSettings:
     pose_style: int | None = None  # Audio2Pose style 0..99: head pose from speech; None: template/procedural
     device: str | None = None  # torch device ("cuda", "cuda:1", "cpu"); None = cuda when available
     dtype: str | None = None  # "fp16" | "bf16" | "fp32"; None = fp16 on cuda, fp32 on cpu
+    tiny_vae: str | None = None  # AutoencoderTiny (TAESD) folder: decode with it instead of the KL VAE
+    compile: str | None = (
+        None  # torch.compile mode of the UNet: "default", "reduce-overhead" (CUDA graphs), ...
+    )
 
 
 @dataclass

@@ -32,7 +32,10 @@ def test_pose_template_and_exact_flags(tmp_path: Path, fixture_a: Path, media_di
     template = tmp_path / "poses.npy"
     np.save(template, np.load(fixture_a / "inputs" / "landmarks.npz")["pose_seq"])
     out = tmp_path / "ap.mp4"
-    assert _render(fixture_a, media_dir, out, tmp_path / "store", "--pose-template", str(template), "--exact") == 0
+    assert (
+        _render(fixture_a, media_dir, out, tmp_path / "store", "--pose-template", str(template), "--exact")
+        == 0
+    )
     assert out.is_file()
 
 

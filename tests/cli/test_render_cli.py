@@ -16,7 +16,9 @@ from facecast.bench.lipsync import measure_lipsync
 
 
 def _facecast(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "facecast", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,14 @@ def _bad_inputs(tmp_path: Path, media_dir: Path) -> dict[str, tuple[list[str], s
 
 @pytest.mark.parametrize(
     "case",
-    ["photo without a face", "text file named .jpg", "empty audio", "corrupt audio", "missing audio", "missing photo"],
+    [
+        "photo without a face",
+        "text file named .jpg",
+        "empty audio",
+        "corrupt audio",
+        "missing audio",
+        "missing photo",
+    ],
 )
 def test_bad_input_is_one_clear_line(tmp_path: Path, media_dir: Path, store: Path, case: str) -> None:
     args, words = _bad_inputs(tmp_path, media_dir)[case]

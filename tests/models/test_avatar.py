@@ -64,7 +64,9 @@ def _refusals(media_dir: Path) -> dict[str, tuple[bytes, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["no face", "several faces", "too small", "not an image", "truncated", "empty", "too large"])
+@pytest.mark.parametrize(
+    "case", ["no face", "several faces", "too small", "not an image", "truncated", "empty", "too large"]
+)
 def test_refusals_write_nothing(tmp_path: Path, media_dir: Path, case: str) -> None:
     data, words = _refusals(media_dir)[case]
     store = AvatarStore(tmp_path / "store")

@@ -20,7 +20,9 @@ PORTRAIT_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("matrix", help="render all portraits x speech files in a folder; lip sync, visemes, background")
+    parser = sub.add_parser(
+        "matrix", help="render all portraits x speech files in a folder; lip sync, visemes, background"
+    )
     parser.add_argument("media", type=Path, help="folder with portrait images and speech .wav files")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--out", type=Path, help="keep the renders here (default: a temporary folder)")
@@ -90,7 +92,10 @@ def _run(args: argparse.Namespace) -> int:
                                           "clips": {Path(c.video).stem: round(c.ratio, 4) for c in clips}}  # fmt: skip
                 print(f"{portrait.name:24s} visemes pooled ratio {pooled_ratio(clips):.3f}", flush=True)
         bg_audio = decode_audio(speeches[0])
-        background = {p.name: round(background_change(store.add(p.read_bytes()), bg_audio, args.fps), 3) for p in portraits}
+        background = {
+            p.name: round(background_change(store.add(p.read_bytes()), bg_audio, args.fps), 3)
+            for p in portraits
+        }
         for name, value in background.items():
             print(f"{name:24s} background change (head motion off) {value:.2f} grey levels")
     corr = [r["best_corr"] for r in rows if r["best_corr"] is not None]

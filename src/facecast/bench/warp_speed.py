@@ -16,7 +16,9 @@ import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("warp", help="warp renderer speed: per-stage ms, fps on one core, 10 s clip render")
+    parser = sub.add_parser(
+        "warp", help="warp renderer speed: per-stage ms, fps on one core, 10 s clip render"
+    )
     parser.add_argument("--avatar", type=Path, help="portrait photo (default: the bundled one)")
     parser.add_argument("--audio", type=Path, help="speech file (default: the bundled demo, looped to 10 s)")
     parser.add_argument("--size", type=int, default=512)
@@ -86,9 +88,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"warp engine, {args.size}x{args.size}, {frames} frames, one core (cv2 threads = 1):")
     for name, value in ms.items():
         print(f"  {name:14s} {value:7.2f} ms/frame")
-    print(f"  render total   {render_ms:7.2f} ms/frame = {1000 / render_ms:6.1f} fps (driver to mouth, one core)")
+    print(
+        f"  render total   {render_ms:7.2f} ms/frame = {1000 / render_ms:6.1f} fps (driver to mouth, one core)"
+    )
     print(f"  with encode    {render_ms + ms['h264_encode']:7.2f} ms/frame")
-    print(f"{args.clip_seconds:.0f} s clip rendered to MP4 in {clip_s:.2f} s ({clip_s / args.clip_seconds:.3f} x real time)")
+    print(
+        f"{args.clip_seconds:.0f} s clip rendered to MP4 in {clip_s:.2f} s ({clip_s / args.clip_seconds:.3f} x real time)"
+    )
     print(json.dumps({"size": args.size, "frames": frames, "stage_ms": {k: round(v, 3) for k, v in ms.items()},
                       "render_ms_per_frame": round(render_ms, 3), "fps_one_core": round(1000 / render_ms, 1),
                       "clip_seconds": args.clip_seconds, "clip_render_s": round(clip_s, 3),

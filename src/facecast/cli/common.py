@@ -12,7 +12,9 @@ from facecast.config import ConfigError, Settings, load_settings
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="settings file (YAML, see configs/default.yaml)")
     parser.add_argument(
-        "--store", type=Path, help="avatar store folder (default: $FACECAST_HOME/avatars or ~/.local/share/facecast/avatars)"
+        "--store",
+        type=Path,
+        help="avatar store folder (default: $FACECAST_HOME/avatars or ~/.local/share/facecast/avatars)",
     )
 
 

@@ -23,13 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=int, choices=[25, 30], default=None, help="frame rate (default 30)")
     parser.add_argument("--size", type=int, default=None, help="output frame size in pixels (default 512)")
     parser.add_argument("--pose-template", type=Path, help="AniPortrait head-pose template (N, 6) .npy")
-    parser.add_argument("--no-head-motion", action="store_true", help="keep the head still (mouth and blinks only)")
+    parser.add_argument(
+        "--no-head-motion", action="store_true", help="keep the head still (mouth and blinks only)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for blinks and idle motion (default 0)")
-    parser.add_argument("--engine", choices=["warp", "aniportrait"], default=None, help="renderer (default warp)")
+    parser.add_argument(
+        "--engine", choices=["warp", "aniportrait"], default=None, help="renderer (default warp)"
+    )
     parser.add_argument("--weights", type=Path, help="AniPortrait weights folder (engine aniportrait)")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps (engine aniportrait)")
     parser.add_argument("--cfg", type=float, default=3.5, help="guidance scale (engine aniportrait)")
-    parser.add_argument("--exact", action="store_true", help="reproduce the official sampler (engine aniportrait)")
+    parser.add_argument(
+        "--exact", action="store_true", help="reproduce the official sampler (engine aniportrait)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(parser)
     parser.set_defaults(func=_render)

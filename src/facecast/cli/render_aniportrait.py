@@ -34,7 +34,9 @@ def render_aniportrait(
         raise CliError(f"the aniportrait engine renders at {ANIPORTRAIT_FPS} fps (got --fps {fps})")
     weights = args.weights or load_settings(args.config).render.weights
     if not weights:
-        raise CliError("the aniportrait engine needs --weights DIR (the pretrained_model folder of the release)")
+        raise CliError(
+            "the aniportrait engine needs --weights DIR (the pretrained_model folder of the release)"
+        )
     size = args.size or 512
     if size % 8:
         raise CliError(f"--size {size} must be a multiple of 8 for the aniportrait engine")
@@ -62,5 +64,7 @@ def render_aniportrait(
         writer.write_audio(audio)
         for k, image in enumerate(video[:expected]):
             writer.write_video(k, image)
-    print(f"wrote {args.output} ({min(len(video), expected)} frames at {ANIPORTRAIT_FPS} fps, aniportrait engine)")
+    print(
+        f"wrote {args.output} ({min(len(video), expected)} frames at {ANIPORTRAIT_FPS} fps, aniportrait engine)"
+    )
     return 0

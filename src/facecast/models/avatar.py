@@ -70,7 +70,9 @@ def _decode_image(data: bytes) -> np.ndarray:
     except AvatarError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise AvatarError("the file is not an image in a format facecast can read (PNG, JPEG, WebP or another common format)") from None
+        raise AvatarError(
+            "the file is not an image in a format facecast can read (PNG, JPEG, WebP or another common format)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise AvatarError(f"the image file is truncated or corrupt ({exc})") from None
     return np.asarray(rgb, dtype=np.uint8)

@@ -44,7 +44,9 @@ class TalkingHead:
         self.executor = executor  # renders several frames of one push in parallel (offline renders)
         rig = FaceRig(avatar.mesh)
         self.driver = DspMotionDriver(rig, fps)
-        self.composer = MotionComposer(rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion)
+        self.composer = MotionComposer(
+            rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion
+        )
         self.renderer = WarpRenderer(avatar, size)
         self.size = self.renderer.size
         self.lookahead_frames = self.driver.lookahead_frames
@@ -59,7 +61,9 @@ class TalkingHead:
             images = list(self.executor.map(self.renderer.render, motions))
         else:
             images = [self.renderer.render(m) for m in motions]
-        return [VideoFrame(index=m.index, image=img, motion=m) for m, img in zip(motions, images, strict=True)]
+        return [
+            VideoFrame(index=m.index, image=img, motion=m) for m, img in zip(motions, images, strict=True)
+        ]
 
     def push(self, audio: np.ndarray) -> list[VideoFrame]:
         return self.render(self.motions(audio))

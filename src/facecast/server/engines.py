@@ -87,7 +87,7 @@ def shared_aniportrait(render: RenderSettings) -> tuple[Any, Any, Any]:
     try:
         renderer = _shared(
             ("lmk2video", str(weights), render.size, render.steps, render.hop, render.guidance,
-             render.device, render.dtype, render.seed),
+             render.device, render.dtype, render.seed, render.tiny_vae, render.compile),
             lambda: _make_renderer(weights, render),
         )  # fmt: skip
         audio = _shared(("audio2mesh", str(weights), render.device), lambda: _make_audio(weights, render))
@@ -116,6 +116,8 @@ def _make_renderer(weights: Path, render: RenderSettings) -> Any:
         device=render.device,
         dtype=render.dtype,
         seed=render.seed,
+        tiny_vae=Path(render.tiny_vae).expanduser() if render.tiny_vae else None,
+        compile=render.compile,
     )
 
 

@@ -72,6 +72,28 @@ def test_no_cfg_window_summing_only_in_exact_mode(
     torch.testing.assert_close(traces[True][:, :, once], traces[False][:, :, once], rtol=1e-5, atol=1e-5)
 
 
+def test_upstream_schedule_redoes_discarded_work_with_the_same_result(
+    fixture_a: Path, inputs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The cost baseline of `bench stream`: PoseGuider every step, reference attention on every CFG row."""
+    import torch
+
+    from facecast.models.aniportrait.lmk2video import load_pipeline
+
+    ref, poses = inputs
+    pipe = load_pipeline(fixture_a, torch.device("cpu"), torch.float32)
+    noise = torch.randn((1, 4, 20, 16, 16), generator=torch.Generator().manual_seed(0))
+    pose_calls: list[int] = []
+    pipe.pose_guider.register_forward_hook(lambda *_: pose_calls.append(1))
+    results = {}
+    for upstream in (False, True):
+        pose_calls.clear()
+        results[upstream], _ = pipe(Image.fromarray(ref), poses[:20], num_inference_steps=3, guidance_scale=3.5,
+                                    latents=noise, upstream_schedule=upstream, decode=False)  # fmt: skip
+        assert len(pose_calls) == (2 * 3 if upstream else 2)  # 2 windows, 3 steps
+    torch.testing.assert_close(results[True], results[False], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.gpu
 def test_generate_video_cuda_fp16(fixture_a: Path, inputs: tuple[np.ndarray, np.ndarray]) -> None:
     import torch

@@ -133,6 +133,9 @@ def test_reference_processor() -> None:
         mixed = attn(x)
         kv = torch.cat([x, bank.expand(4, -1, -1)], dim=1)
         with_ref = AttnProcessor2_0()(attn, x, encoder_hidden_states=kv)
+        state.upstream_schedule = True  # upstream's order of work: reference for all rows, then uncond redone
+        upstream = attn(x)
     torch.testing.assert_close(mixed[:2], plain[:2])
     torch.testing.assert_close(mixed[2:], with_ref[2:])
     assert not torch.allclose(mixed[2:], plain[2:])
+    torch.testing.assert_close(upstream, mixed)

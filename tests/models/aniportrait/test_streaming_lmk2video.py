@@ -213,6 +213,13 @@ def test_tiny_autoencoder_decoding(
         assert eng.unet_evals() == 4 * (4 + 6)  # hop 4: 4 new; then 4 history + 2 new (flush)
     finally:
         eng.close()
+    with pytest.raises(ValueError, match="not an AutoencoderTiny"):
+        StreamingLmk2Video(fixture_a, width=SIZE, height=SIZE, device="cpu", tiny_vae=tmp_path / "nothing")
+
+
+def test_compile_mode_is_checked_before_loading(fixture_a: Path) -> None:
+    with pytest.raises(ValueError, match="compile mode must be one of"):
+        StreamingLmk2Video(fixture_a, width=SIZE, height=SIZE, device="cpu", compile="fastest")
 
 
 @pytest.mark.gpu

@@ -3,6 +3,9 @@
 `exact=True` reproduces every quirk of the official loop (fp16-rounded reference bank, ReferenceNet and
 PoseGuider on the CFG-duplicated batch, no-CFG window *summing*); `exact=False` keeps the method (same
 windows, CFG, batch-statistics PoseGuider) but averages without CFG and skips the redundant work.
+Either way the PoseGuider runs once per window and the CFG-unconditional rows skip reference attention,
+work whose result upstream discards; `upstream_schedule=True` redoes that work (PoseGuider per window at
+every step, reference attention on every row) to measure the published loop's cost. Outputs are the same.
 """
 
 from __future__ import annotations
@@ -147,15 +150,18 @@ class Lmk2VideoPipeline:
         features: list[torch.Tensor],
         reference_rows: torch.Tensor,
         reference_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        upstream_schedule: bool = False,
     ) -> torch.Tensor:
         """One UNet3D call: latents (B, 4, F, h, w), states (B, 1, D), features (B, C_i, F, h_i, w_i) → v (B, 4, F, h, w).
 
         reference_kv: block name → precomputed reference (keys, values) (B, L, C), one per batch row (used
-        instead of the bank; the streaming engine batches several avatars this way).
+        instead of the bank; the streaming engine batches several avatars this way). upstream_schedule: every
+        row attends to the reference and the unconditional rows are then recomputed (upstream's cost).
         """
         frames = latents.shape[2]
         self.pose_hooks.features = [f.transpose(1, 2).flatten(0, 1) for f in features]
         self.reference.reference_rows = reference_rows.repeat_interleave(frames)
+        self.reference.upstream_schedule = upstream_schedule
         if reference_kv is not None:
             self.reference.kv = {
                 name: (k.repeat_interleave(frames, dim=0), v.repeat_interleave(frames, dim=0))
@@ -169,6 +175,7 @@ class Lmk2VideoPipeline:
             self.pose_hooks.features = None
             self.reference.reference_rows = None
             self.reference.kv = None
+            self.reference.upstream_schedule = False
         return out.sample
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -195,10 +202,12 @@ class Lmk2VideoPipeline:
         progress: Callable[[int, int], None] | None = None,
         trace: Trace | None = None,
         decode: bool = True,
+        upstream_schedule: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """pose_images (F, H, W, 3) uint8 → (final latents (1, 4, F, H/8, W/8), video (1, 3, F, H, W) or None).
 
         latents: initial noise (1, 4, F, H/8, W/8); else drawn on the CPU from `generator` (upstream habit).
+        upstream_schedule: also do the work upstream does and discards (cost baselines; see the module note).
         """
         num_frames, height, width = pose_images.shape[:3]
         do_cfg = guidance_scale > 1.0
@@ -223,11 +232,14 @@ class Lmk2VideoPipeline:
         windows = context_windows(num_frames, self.arch.context_frames, self.arch.context_overlap)
         poses = torch.from_numpy(np.ascontiguousarray(pose_images))
         cfg_batch = 2 if do_cfg and exact else 1
+
+        def features_of(window: list[int]) -> list[torch.Tensor]:
+            features = self.pose_features(poses[window], cfg_batch)
+            return [f.repeat(2, 1, 1, 1, 1) for f in features] if cfg_batch == 1 and do_cfg else features
+
         window_features = []
         for k, window in enumerate(windows):
-            features = self.pose_features(poses[window], cfg_batch)
-            if cfg_batch == 1 and do_cfg:
-                features = [f.repeat(2, 1, 1, 1, 1) for f in features]
+            features = features_of(window)
             window_features.append(features)
             if trace is not None:
                 for j, fea in enumerate(features):
@@ -244,7 +256,11 @@ class Lmk2VideoPipeline:
             for k, window in enumerate(windows):
                 sample = latents[:, :, window].repeat(batch, 1, 1, 1, 1)
                 sample = self.scheduler.scale_model_input(sample, t)
-                v = self.denoise_window(sample, t, states, window_features[k], reference_rows)
+                # FACTS §5: upstream re-runs the PoseGuider at every step (same output)
+                features = features_of(window) if upstream_schedule and step > 0 else window_features[k]
+                v = self.denoise_window(
+                    sample, t, states, features, reference_rows, upstream_schedule=upstream_schedule
+                )
                 if trace is not None and step == 0:
                     trace[f"step0_window{k}_unet_out"] = v
                 total[:, :, window] += v

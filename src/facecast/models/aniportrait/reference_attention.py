@@ -62,12 +62,15 @@ class ReferenceState:
     kv: block name → (keys, values), each (B*F, h*w, C): the bank already projected by that block's attn1
     to_k / to_v, one row per frame (the streaming engine's per-avatar cache, several avatars per batch).
     When set it is used instead of `bank`.
+    upstream_schedule: do the official code's redundant work (cost baselines only, same outputs): every row
+    attends to the reference, then the unconditional rows are recomputed with plain self-attention.
     """
 
     def __init__(self) -> None:
         self.bank: dict[str, torch.Tensor] = {}
         self.reference_rows: torch.Tensor | None = None
         self.kv: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.upstream_schedule = False
 
 
 class ReferenceAttnProcessor:
@@ -119,9 +122,13 @@ class ReferenceAttnProcessor:
             return self._attend_projected(attn, hidden_states, rows, projected)
         if rows is None or bank is None or not bool(rows.any()):
             return self._attend(attn, hidden_states, hidden_states)
-        if bool(rows.all()):
+        if bool(rows.all()) or self.state.upstream_schedule:
             kv = torch.cat([hidden_states, bank.expand(hidden_states.shape[0], -1, -1)], dim=1)
-            return self._attend(attn, hidden_states, kv)
+            out = self._attend(attn, hidden_states, kv)
+            if not bool(rows.all()):  # upstream then overwrites the uncond rows (mutual_self_attention.py)
+                plain = hidden_states[~rows]
+                out[~rows] = self._attend(attn, plain, plain)
+            return out
         out = torch.empty_like(hidden_states)
         ref = hidden_states[rows]
         kv = torch.cat([ref, bank.expand(ref.shape[0], -1, -1)], dim=1)

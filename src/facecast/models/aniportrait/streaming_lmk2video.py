@@ -28,6 +28,7 @@ NoiseField = Callable[[int, int], torch.Tensor]
 """(start, stop) → initial noise (4, stop - start, h, w) of those absolute frames; the same frame, the same noise."""
 
 _GOLDEN = 0x9E3779B97F4A7C15
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
 
 
 def seeded_noise_field(seed: int, latent_hw: tuple[int, int]) -> NoiseField:
@@ -92,6 +93,10 @@ class StreamingLmk2Video:
             raise ValueError(
                 f"frame size {width}x{height} must be positive multiples of 8 (the VAE's factor)"
             )
+        if compile not in COMPILE_MODES:
+            raise ValueError(
+                f"compile mode must be one of {', '.join(map(str, COMPILE_MODES))}, not {compile!r}"
+            )
         dev, torch_dtype = pick_device(device, dtype)
         c = load_lmk2video(Path(weights), device=dev, dtype=torch_dtype)
         self.window = c.arch.context_frames
@@ -103,16 +108,18 @@ class StreamingLmk2Video:
         self.pipe = Lmk2VideoPipeline(
             c.arch, c.vae, c.image_encoder, c.reference_unet, c.denoising_unet, c.pose_guider, c.scheduler
         )
-        if compile is not None:
-            compiled = torch.compile(self.pipe.denoising_unet, mode=compile)
-            self.pipe.denoising_unet = compiled  # type: ignore[assignment]
+        if compile is not None:  # in place: module names (reference K/V lookups, hooks) stay as they are
+            self.pipe.denoising_unet.compile(mode=compile)
         tiny = None
         if tiny_vae is not None:
             from diffusers import AutoencoderTiny
 
-            tiny = AutoencoderTiny.from_pretrained(
-                str(tiny_vae), torch_dtype=torch_dtype, local_files_only=True
-            )
+            try:
+                tiny = AutoencoderTiny.from_pretrained(
+                    str(tiny_vae), torch_dtype=torch_dtype, local_files_only=True
+                )
+            except (OSError, ValueError) as exc:  # diffusers: missing folder, config or weights file
+                raise ValueError(f"{tiny_vae} is not an AutoencoderTiny (TAESD) folder: {exc}") from None
             tiny = tiny.to(dev).eval()
         if decode_batch is None:
             # Batched decode feeds a GPU; on a CPU one frame at a time keeps activations in cache and

@@ -21,9 +21,15 @@ def detect_faces(image: np.ndarray, max_faces: int = 2) -> list[np.ndarray]:
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError("detect_faces expects an RGB uint8 image (H, W, 3)")
-    with _lock, mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.5
-    ) as mesh:
+    with (
+        _lock,
+        mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
+        ) as mesh,
+    ):
         result = mesh.process(np.ascontiguousarray(image))
     faces = result.multi_face_landmarks or []
     return [np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in faces]

@@ -70,7 +70,9 @@ class MotionComposer:
         if self.template is not None:
             return self.template[ping_pong_index(int(t * TEMPLATE_FPS), len(self.template))].copy()
         for axis, terms in enumerate(SWAY):
-            pose[axis] = sum(a * math.sin(2 * math.pi * f * t + self._phases[axis, i]) for i, (a, f) in enumerate(terms))
+            pose[axis] = sum(
+                a * math.sin(2 * math.pi * f * t + self._phases[axis, i]) for i, (a, f) in enumerate(terms)
+            )
         # Nods: the head dips a little when speech energy rises above its recent average.
         self._energy_fast += 0.35 * (speech - self._energy_fast)
         self._energy_slow += 0.05 * (speech - self._energy_slow)

@@ -65,7 +65,9 @@ def paint_mouth(
     depth = np.clip(1.0 - r, 0.0, 1.0)[..., None]
     color = CAVITY_EDGE * (1 - depth) + CAVITY_DEEP * depth
     tongue_y = c[1] + 0.35 * gap
-    tongue = np.clip(1.0 - np.sqrt(((xx - c[0]) / (0.3 * width + 1)) ** 2 + ((yy - tongue_y) / (0.3 * gap + 1)) ** 2), 0, 1)
+    tongue = np.clip(
+        1.0 - np.sqrt(((xx - c[0]) / (0.3 * width + 1)) ** 2 + ((yy - tongue_y) / (0.3 * gap + 1)) ** 2), 0, 1
+    )
     tongue = (np.clip(tongue * 3, 0, 1) * min(1.0, gap / 18.0))[..., None] * 0.6
     color = color * (1 - tongue) + TONGUE * tongue
     # Teeth are darker towards the corners, in the cheeks' shadow.

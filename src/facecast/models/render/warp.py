@@ -48,7 +48,9 @@ class WarpRenderer:
         s = self.size
         image = avatar.image
         if image.shape[0] != s:
-            image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if image.shape[0] > s else cv2.INTER_CUBIC)
+            image = cv2.resize(
+                image, (s, s), interpolation=cv2.INTER_AREA if image.shape[0] > s else cv2.INTER_CUBIC
+            )
         self.image = np.ascontiguousarray(image)
         self.mesh = np.asarray(avatar.mesh, np.float64)
         self.matrix = np.asarray(avatar.matrix, np.float64)
