@@ -3,8 +3,8 @@
 Items of issue 5: (1) UNet frame-evaluations per output frame, counted by the engine; (2) output fps of the
 streaming engine vs the exact offline sampler on the same audio, one run: `speedup_vs_exact` against this
 project's exact mode (which already skips upstream's discarded work), `speedup_vs_exact_upstream_schedule`
-against the same sampler doing that work as the published code does (FACTS §5, §9); (3) seam score with AR(1) noise between
-the offline and independent-window anchors; (4) latency budget per hop, measured here and modelled for a GPU;
+against the same sampler doing that work as the published code does (FACTS §5, §9); (3) seam score with AR(1)
+noise between the offline and independent-window anchors; (4) latency budget per hop, measured here and modelled for a GPU;
 (5) a GPU projection from the FLOP figures of FACTS §9 (no GPU measured by this script on CPU).
 Poses: whole-clip Audio2Mesh on the audio + the folder's reference mesh / matrix (inputs/landmarks.npz),
 projected and drawn at --size; the reference photo is the folder's inputs/ref_image.png.
@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
         "stream_fps": round(stream_fps, 2), "exact_fps": round(exact, 3),
         "speedup_vs_exact": round(stream_fps / exact, 2),
         "exact_upstream_schedule_fps": None if upstream is None else round(upstream, 3),
-        "speedup_vs_exact_upstream_schedule": None if upstream is None else round(stream_fps / upstream, 2), "time_to_first_frame_compute_s": round(first_s, 4),
+        "speedup_vs_exact_upstream_schedule": None if upstream is None else round(stream_fps / upstream, 2),
+        "time_to_first_frame_compute_s": round(first_s, 4),
         "multi_stream_fps_total": round(multi_fps, 2), "streams": args.streams, "max_unet_batch": max_batch,
         **seams.to_json(), "latency_per_hop": latency, "gpu_projection": projection,
     }  # fmt: skip
