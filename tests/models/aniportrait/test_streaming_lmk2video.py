@@ -222,6 +222,22 @@ def test_compile_mode_is_checked_before_loading(fixture_a: Path) -> None:
         StreamingLmk2Video(fixture_a, width=SIZE, height=SIZE, device="cpu", compile="fastest")
 
 
+@pytest.mark.slow
+def test_compiled_unet_streams_like_eager(
+    engine: StreamingLmk2Video, fixture_a: Path, ref: np.ndarray, poses: np.ndarray
+) -> None:
+    """torch.compile (inductor on CPU, a few minutes) keeps module names and hooks: same frames as eager."""
+    compiled = StreamingLmk2Video(fixture_a, width=SIZE, height=SIZE, device="cpu", seed=3, compile="default")
+    try:
+        got = _run(compiled.open_stream(ref, avatar_key="a", seed=5), poses[:16])
+    finally:
+        compiled.close()
+    want = _run(engine.open_stream(ref, avatar_key="a", seed=5), poses[:16])
+    assert sorted(got) == sorted(want) == list(range(16))
+    for k in want:
+        assert np.abs(got[k].astype(int) - want[k]).max() <= 2, k
+
+
 @pytest.mark.gpu
 def test_streaming_cuda_fp16(fixture_a: Path, ref: np.ndarray, poses: np.ndarray) -> None:
     if not torch.cuda.is_available():
