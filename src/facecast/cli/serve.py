@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facecast.cli.common import settings_from
 from facecast.cli.errors import CliError
 
 
@@ -51,13 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from facecast.config import ConfigError, load_settings
     from facecast.server.app import UnsafeBindError, check_bind, create_app
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
+    settings = settings_from(args)
     server = settings.server
     server.host = args.host or server.host
     server.port = args.port if args.port is not None else server.port

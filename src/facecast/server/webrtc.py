@@ -22,7 +22,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
-from facecast.server.errors import ApiError, not_found
+from facecast.server.errors import ApiError, not_found, read_json
 from facecast.server.ice import restrict_host_candidates, rtc_configuration
 from facecast.server.registry import LiveSession, Peer, Registry
 from facecast.server.state import REGISTRY
@@ -148,13 +148,8 @@ async def post_offer(request: web.Request) -> web.Response:
     """POST /v1/sessions/{sid}/webrtc  {"sdp", "type": "offer"} -> {"sdp", "type": "answer", "peer"}."""
     registry = request.app[REGISTRY]
     live = registry.get(request.match_info["sid"])
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", 'send the offer as application/json {"sdp", "type"}')
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
-    if not isinstance(body, dict) or body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
+    body = await read_json(request)
+    if body.get("type") != "offer" or not isinstance(body.get("sdp"), str):
         raise ApiError(400, "bad_offer", 'expected {"sdp": "...", "type": "offer"}')
     peer = await negotiate(registry, live, body["sdp"], "webrtc")
     return web.json_response({"sdp": peer.pc.localDescription.sdp, "type": "answer", "peer": peer.id})

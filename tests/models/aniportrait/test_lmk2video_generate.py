@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,16 @@ def inputs(fixture_a: Path) -> tuple[np.ndarray, np.ndarray]:
     ref = np.asarray(Image.open(fixture_a / "inputs" / "ref_image.png").convert("RGB"))
     poses = np.load(fixture_a / "inputs" / "pose_images.npz")["pose_images"]
     return ref, poses
+
+
+@pytest.fixture(scope="module")
+def pipe(fixture_a: Path) -> Any:
+    """Fixture A's Lmk2Video pipeline on the CPU in fp32."""
+    import torch
+
+    from facecast.models.aniportrait.lmk2video import load_pipeline
+
+    return load_pipeline(fixture_a, torch.device("cpu"), torch.float32)
 
 
 def test_generate_video_tiny(fixture_a: Path, inputs: tuple[np.ndarray, np.ndarray]) -> None:
@@ -47,15 +58,10 @@ def test_pick_device_defaults() -> None:
         pick_device("cpu", "int8")
 
 
-def test_no_cfg_window_summing_only_in_exact_mode(
-    fixture_a: Path, inputs: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_no_cfg_window_summing_only_in_exact_mode(pipe: Any, inputs: tuple[np.ndarray, np.ndarray]) -> None:
     import torch
 
-    from facecast.models.aniportrait.lmk2video import load_pipeline
-
     ref, poses = inputs
-    pipe = load_pipeline(fixture_a, torch.device("cpu"), torch.float32)
     noise = torch.randn((1, 4, 20, 16, 16), generator=torch.Generator().manual_seed(0))
     traces = {}
     for exact in (True, False):
@@ -73,24 +79,25 @@ def test_no_cfg_window_summing_only_in_exact_mode(
 
 
 def test_upstream_schedule_redoes_discarded_work_with_the_same_result(
-    fixture_a: Path, inputs: tuple[np.ndarray, np.ndarray]
+    pipe: Any, inputs: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """The cost baseline of `bench stream`: PoseGuider every step, reference attention on every CFG row."""
     import torch
 
-    from facecast.models.aniportrait.lmk2video import load_pipeline
-
     ref, poses = inputs
-    pipe = load_pipeline(fixture_a, torch.device("cpu"), torch.float32)
     noise = torch.randn((1, 4, 20, 16, 16), generator=torch.Generator().manual_seed(0))
     pose_calls: list[int] = []
-    pipe.pose_guider.register_forward_hook(lambda *_: pose_calls.append(1))
+    hook = pipe.pose_guider.register_forward_hook(lambda *_: pose_calls.append(1))
     results = {}
-    for upstream in (False, True):
-        pose_calls.clear()
-        results[upstream], _ = pipe(Image.fromarray(ref), poses[:20], num_inference_steps=3, guidance_scale=3.5,
-                                    latents=noise, upstream_schedule=upstream, decode=False)  # fmt: skip
-        assert len(pose_calls) == (2 * 3 if upstream else 2)  # 2 windows, 3 steps
+    try:
+        for upstream in (False, True):
+            pose_calls.clear()
+            results[upstream], _ = pipe(Image.fromarray(ref), poses[:20], num_inference_steps=3,
+                                        guidance_scale=3.5, latents=noise, upstream_schedule=upstream,
+                                        decode=False)  # fmt: skip
+            assert len(pose_calls) == (2 * 3 if upstream else 2)  # 2 windows, 3 steps
+    finally:
+        hook.remove()
     torch.testing.assert_close(results[True], results[False], rtol=1e-5, atol=1e-5)
 
 

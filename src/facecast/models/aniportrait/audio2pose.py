@@ -12,7 +12,6 @@ function with cached keys/values (see its docstring); `decode_full_prefix` is up
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import cast
 
 import numpy as np
@@ -21,23 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Wav2Vec2Config
 
-from facecast.models.aniportrait.audio2mesh import check_checkpoint_kind, resolve_weights_paths
-from facecast.models.aniportrait.checkpoint import load_strict, read_state_dict
+from facecast.models.aniportrait.audio_model import AudioModel
 from facecast.models.aniportrait.wav2vec import (
     FPS,
     SAMPLE_RATE,
-    VideoRateWav2Vec2,
     frame_count,
-    legacy_weight_norm_rename,
-    min_samples,
-    model_section,
-    normalize_waveform,
-    read_inference_config,
-    wav2vec2_config,
 )
 
-A2P_CHECKPOINT = "audio2pose.pt"
-A2P_DEFAULTS = {"latent_dim": 512, "out_dim": 6}
 POSE_DIM = 6
 NUM_HEADS = 8  # hard-coded upstream
 NUM_LAYERS = 8  # hard-coded upstream
@@ -121,8 +110,14 @@ def chunk_bounds(num_samples: int) -> list[tuple[int, int, int]]:
     return bounds
 
 
-class Audio2Pose(nn.Module):
+class Audio2Pose(AudioModel):
     """AniPortrait's Audio2PoseModel. Key names equal the published audio2pose.pt (after weight-norm mapping)."""
+
+    config_section = "a2p_model"
+    checkpoint_key = "a2p_ckpt"
+    checkpoint_name = "audio2pose.pt"
+    size_defaults = {"latent_dim": 512, "out_dim": POSE_DIM}
+    foreign_prefix = "out_fn."
 
     def __init__(
         self,
@@ -132,9 +127,8 @@ class Audio2Pose(nn.Module):
         num_heads: int = NUM_HEADS,
         num_layers: int = NUM_LAYERS,
     ) -> None:
-        super().__init__()
+        super().__init__(wav2vec2)
         self.num_heads = num_heads
-        self.audio_encoder = VideoRateWav2Vec2(wav2vec2)
         self.in_fn = nn.Linear(wav2vec2.hidden_size, latent_dim)
         self.pose_map = nn.Linear(out_dim, latent_dim)
         self.PPE = SinusoidalPositionalEncoding(latent_dim)
@@ -226,37 +220,11 @@ class Audio2Pose(nn.Module):
 
         The whole clip is normalised once; each chunk is encoded and decoded from a zero pose.
         """
-        values = normalize_waveform(waveform_16k)
-        need = min_samples(self.audio_encoder.config)
-        if values.size < need:
-            raise ValueError(f"audio too short: {values.size} samples, wav2vec2 needs at least {need}")
-        param = next(self.parameters())
-        audio = torch.from_numpy(values)[None].to(device=param.device, dtype=param.dtype)
+        audio, samples = self.waveform_input(waveform_16k)
         chunks = [
-            self(audio[:, start:end], frames, style_id)[0] for start, end, frames in chunk_bounds(values.size)
+            self(audio[:, start:end], frames, style_id)[0] for start, end, frames in chunk_bounds(samples)
         ]
         return torch.cat(chunks).float().cpu().numpy()
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Load audio2pose.pt strictly (legacy weight_g/weight_v mapped); WeightsError on any mismatch."""
-        state = read_state_dict(path)
-        check_checkpoint_kind(state, path, "Audio2Pose", "out_fn.")
-        expected = set(self.state_dict())
-        load_strict(self, state, source=str(path), rename=legacy_weight_norm_rename(expected))
-
-    @classmethod
-    def from_folder(
-        cls, weights_dir: Path, *, inference_config: Path | None = None, checkpoint: Path | None = None
-    ) -> Audio2Pose:
-        """Build from an AniPortrait `pretrained_model/` folder and load audio2pose.pt (see Audio2Mesh.from_folder)."""
-        config = read_inference_config(inference_config)
-        w2v_dir, ckpt = resolve_weights_paths(
-            weights_dir, dict(config), "a2p_model", "a2p_ckpt", A2P_CHECKPOINT
-        )
-        sizes = model_section(config, "a2p_model", A2P_DEFAULTS)
-        model = cls(wav2vec2_config(w2v_dir), **sizes)
-        model.load_checkpoint(checkpoint or ckpt)
-        return model.eval()
 
 
 def halve_rotation(raw: np.ndarray) -> np.ndarray:

@@ -122,10 +122,11 @@ class ReferenceAttnProcessor:
             return self._attend_projected(attn, hidden_states, rows, projected)
         if rows is None or bank is None or not bool(rows.any()):
             return self._attend(attn, hidden_states, hidden_states)
-        if bool(rows.all()) or self.state.upstream_schedule:
+        every_row = bool(rows.all())
+        if every_row or self.state.upstream_schedule:
             kv = torch.cat([hidden_states, bank.expand(hidden_states.shape[0], -1, -1)], dim=1)
             out = self._attend(attn, hidden_states, kv)
-            if not bool(rows.all()):  # upstream then overwrites the uncond rows (mutual_self_attention.py)
+            if not every_row:  # upstream then overwrites the uncond rows (mutual_self_attention.py)
                 plain = hidden_states[~rows]
                 out[~rows] = self._attend(attn, plain, plain)
             return out
