@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from facecast.models.audio.decode import decode_audio
+from facecast.models.avatar import Avatar, AvatarStore
 
 pytest_plugins = ["live_server_fixtures"]  # real-server fixtures shared by tests/server and tests/e2e
 
@@ -41,3 +45,14 @@ def media_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def fixture_a(shared_dir: Path) -> Path:
     return shared_dir / "aniportrait" / "fixtures" / "A"
+
+
+@pytest.fixture(scope="session")
+def avatar(tmp_path_factory: pytest.TempPathFactory) -> Avatar:
+    """The bundled default portrait, prepared once (tests of sessions and outputs)."""
+    return AvatarStore(tmp_path_factory.mktemp("avatars")).default()
+
+
+@pytest.fixture(scope="session")
+def speech(media_dir: Path) -> np.ndarray:
+    return decode_audio(media_dir / "speech_1.wav")

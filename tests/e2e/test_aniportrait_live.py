@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from facecast.config import Settings, load_settings
+from facecast.frames import OutputFrame
 from facecast.models.audio.decode import decode_audio
+from facecast.outputs.queues import QueueOutput
 from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer, running_server
-from facecast.stream.engine_runner import OutputFrame
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "aniportrait_tiny.yaml"
@@ -103,7 +104,7 @@ async def test_interrupt_over_the_websocket_silences_the_aniportrait_session(
     try:
         sid = (await api.create_session())["id"]
         runtime = tiny_server.registry.get(sid).runtime
-        sub = runtime.subscribe(maxlen=None)
+        sub = runtime.add_output(QueueOutput())
         ws = await api.audio_socket(sid)
         await ws.send_json({"type": "start", "sample_rate": 16000, "channels": 1, "format": "s16le"})
         await ws.send_bytes(pcm_s16le(speech))
@@ -124,7 +125,7 @@ async def test_interrupt_over_the_websocket_silences_the_aniportrait_session(
         assert [f.index for f in after] == list(range(after[0].index, after[0].index + 10))
         assert runtime.runner.failed is None
         await ws.close()
-        runtime.unsubscribe(sub)
+        runtime.remove_output(sub)
     finally:
         await api.close()
 

@@ -56,7 +56,7 @@ async def test_client_vanishing_mid_utterance_harms_nobody(
     await asyncio.sleep(0.2)
     ws._response.connection.transport.abort()  # type: ignore[union-attr]  # vanish: no close frame
     received_before = viewer.counts["video"]
-    types = [(await asyncio.wait_for(listener.get(), 10))["type"] for _ in range(3)]
+    types = [(await asyncio.wait_for(listener.get(), 10)).type for _ in range(3)]
     assert types == ["speaking_started", "speaking_stopped", "playback_finished"]  # what arrived played out
     await asyncio.sleep(0.5)
     assert viewer.counts["video"] - received_before > 20  # session b kept streaming throughout

@@ -11,6 +11,7 @@ import aiohttp
 import numpy as np
 
 from facecast.models.audio.decode import decode_audio
+from facecast.outputs.queues import QueueOutput
 from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer
 
@@ -62,7 +63,7 @@ async def test_websocket_interrupt_stops_speech_at_once(
     sid = (await client.create_session())["id"]
     runtime = server.registry.get(sid).runtime
     ws = await client.audio_socket(sid)
-    sub = runtime.subscribe(maxlen=None)
+    sub = runtime.add_output(QueueOutput())
     await push_speech(ws, speech)
     await ws.send_json({"type": "end"})
     assert (await next_event(ws))["type"] == "speaking_started"
@@ -80,4 +81,4 @@ async def test_websocket_interrupt_stops_speech_at_once(
             after.append(out)
     assert not any(f.speech or np.any(f.audio) for f in after)
     await ws.close()
-    runtime.unsubscribe(sub)
+    runtime.remove_output(sub)

@@ -10,6 +10,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
+from facecast.outputs.queues import QueueOutput
 from facecast.server.client import FacecastClient, Viewer
 from facecast.server.ice import restrict_host_candidates, rtc_configuration
 from facecast.server.runner import RunningServer
@@ -80,7 +81,7 @@ async def test_whip_publisher_audio_drives_the_session(
     pc.addTransceiver(player.audio, direction="sendonly")
     restrict_host_candidates(pc, ["127.0.0.1"])
     await pc.setLocalDescription(await pc.createOffer())
-    sub = runtime.subscribe(maxlen=None)
+    sub = runtime.add_output(QueueOutput())
     try:
         async with (
             aiohttp.ClientSession() as http,
@@ -98,7 +99,7 @@ async def test_whip_publisher_audio_drives_the_session(
             energy = max(energy, float(np.sqrt(np.mean(out.audio**2))))
         assert energy > 0.01  # the publisher's speech reaches the avatar's audio
     finally:
-        runtime.unsubscribe(sub)
+        runtime.remove_output(sub)
         await pc.close()
         player.audio.stop()
 
@@ -154,7 +155,10 @@ async def test_answer_prefers_h264_encoded_once_per_session_and_falls_back_to_vp
     try:
         codecs = [answered_video_codec(v.pc.remoteDescription.sdp) for v in viewers]
         assert codecs == ["H264", "H264", "VP8"]
-        assert sorted(runtime.encoders) == ["H264", "VP8"]  # one encoder per codec, not per viewer
+        assert sorted(e.codec for e in runtime.encoders.active()) == [
+            "H264",
+            "VP8",
+        ]  # one encoder per codec, not per viewer
         for viewer in viewers:
             await asyncio.wait_for(viewer.received.first_video_at.wait(), timeout=10)
         await asyncio.sleep(0.5)

@@ -1,4 +1,4 @@
-"""The session runtime with the real TalkingHead, driven faster than real time."""
+"""The session runtime with the real warp engine, driven faster than real time."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ, MotionFrame, VideoFrame, frame_samples
+from facecast.frames import AUDIO_RATE_HZ, MotionFrame, OutputFrame, VideoFrame, frame_samples
 from facecast.models.avatar import Avatar
-from facecast.models.talking_head import TalkingHead
+from facecast.models.render.engine import WarpEngine
+from facecast.outputs.queues import QueueOutput
 from facecast.stream.clock import FreeRunningClock
-from facecast.stream.engine_runner import OutputFrame
+from facecast.stream.events import PlaybackFinished
 from facecast.stream.session import SessionRuntime
 
 
@@ -21,18 +22,18 @@ def mouth_open(out: OutputFrame) -> float:
 
 
 async def collect(session: SessionRuntime, n: int) -> list[OutputFrame]:
-    sub = session.subscribe(maxlen=None)
+    sub = session.add_output(QueueOutput())
     frames = [await sub.get() for _ in range(n)]
-    session.unsubscribe(sub)
+    session.remove_output(sub)
     return frames
 
 
 async def test_frames_carry_exactly_their_audio_and_events_in_order(
     avatar: Avatar, speech: np.ndarray
 ) -> None:
-    session = SessionRuntime(TalkingHead(avatar, fps=30, size=128), clock=FreeRunningClock(30))
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=FreeRunningClock(30))
     listener = session.events.listen()
-    sub = session.subscribe(maxlen=None)
+    sub = session.add_output(QueueOutput())
     utt = session.say(speech, "test")
     session.start()
     frames = []
@@ -43,8 +44,10 @@ async def test_frames_carry_exactly_their_audio_and_events_in_order(
     tail = [await sub.get() for _ in range(10)]  # idle again after the utterance
     await session.close()
     events = [await listener.get() for _ in range(3)]
-    assert [e["type"] for e in events] == ["speaking_started", "speaking_stopped", "playback_finished"]
-    assert events[2]["position"] == round(speech.size / AUDIO_RATE_HZ, 3) and not events[2]["interrupted"]
+    assert [e.type for e in events] == ["speaking_started", "speaking_stopped", "playback_finished"]
+    assert isinstance(events[2], PlaybackFinished) and not events[2].interrupted
+    assert events[2].position == round(speech.size / AUDIO_RATE_HZ, 3)
+    assert all(e.session == session.id and e.utterance == utt.id for e in events)
     played = np.concatenate([f.audio for f in frames])
     start = next(i for i, f in enumerate(frames) if f.speech)
     offset = frame_samples(start, 30)[0]
@@ -60,9 +63,9 @@ async def test_frames_carry_exactly_their_audio_and_events_in_order(
 
 
 async def test_interrupt_next_frame_is_idle_and_no_speech_follows(avatar: Avatar, speech: np.ndarray) -> None:
-    session = SessionRuntime(TalkingHead(avatar, fps=30, size=128), clock=FreeRunningClock(30))
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=FreeRunningClock(30))
     listener = session.events.listen()
-    sub = session.subscribe(maxlen=None)
+    sub = session.add_output(QueueOutput())
     session.say(speech, "test")
     session.start()
     while (out := await sub.get()).index < 45:
@@ -78,12 +81,12 @@ async def test_interrupt_next_frame_is_idle_and_no_speech_follows(avatar: Avatar
     assert mouth_open(after[0]) < 0.05
     types = []
     while len(listener):
-        types.append((await listener.get())["type"])
+        types.append((await listener.get()).type)
     assert types == ["speaking_started", "speaking_stopped", "playback_finished"]
 
 
 async def test_idle_session_streams_silence_and_keeps_pace(avatar: Avatar) -> None:
-    session = SessionRuntime(TalkingHead(avatar, fps=30, size=128))
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
     session.start()
     await asyncio.sleep(0.05)
     frames = await collect(session, 15)
@@ -94,7 +97,7 @@ async def test_idle_session_streams_silence_and_keeps_pace(avatar: Avatar) -> No
     assert 0.3 < span_s < 0.8  # 14 frame intervals at 30 fps = 0.467 s (loose: shared CPU)
 
 
-class StallingHead(TalkingHead):
+class StallingHead(WarpEngine):
     """Rendering stalls for a few frames (a CPU hiccup), as an overloaded machine would."""
 
     def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
@@ -107,7 +110,7 @@ async def test_late_worker_repeats_images_but_never_drops_or_slows_audio(
     avatar: Avatar, speech: np.ndarray
 ) -> None:
     session = SessionRuntime(StallingHead(avatar, fps=30, size=128))
-    sub = session.subscribe(maxlen=None)
+    sub = session.add_output(QueueOutput())
     session.say(speech[: AUDIO_RATE_HZ * 2], "test")
     session.start()
     frames = [await asyncio.wait_for(sub.get(), 5) for _ in range(50)]
@@ -124,7 +127,7 @@ async def test_late_worker_repeats_images_but_never_drops_or_slows_audio(
     assert session.describe()["frames_rendered"] == session.frames_emitted - len(skipped)
 
 
-class SlowHead(TalkingHead):
+class SlowHead(WarpEngine):
     """Every render takes longer than a frame: the worker is always late, skipping every other frame."""
 
     def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
@@ -136,7 +139,7 @@ async def test_first_frame_after_an_interrupt_is_rendered_even_when_late(
     avatar: Avatar, speech: np.ndarray
 ) -> None:
     session = SessionRuntime(SlowHead(avatar, fps=30, size=128))
-    sub = session.subscribe(maxlen=None)
+    sub = session.add_output(QueueOutput())
     session.start()
     firsts = []
     for n in range(4):  # a repeated pre-interrupt image would show on about half the tries

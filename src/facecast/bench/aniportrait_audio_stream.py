@@ -96,7 +96,7 @@ def motion_deviation(streamed: np.ndarray, whole: np.ndarray) -> dict[str, float
 
 def measure(model: Any, audio: np.ndarray, lookahead_s: float, args: argparse.Namespace) -> dict[str, float]:
     """Stream `audio` in chunks and compare with the whole clip. → deviation figures and ms per frame."""
-    from facecast.models.aniportrait.streaming_audio import StreamingAudio2Mesh
+    from facecast.models.aniportrait.streaming.audio import StreamingAudio2Mesh
 
     whole = model.infer(audio)
     stream = StreamingAudio2Mesh(
@@ -125,8 +125,8 @@ def random_full_size(device: str) -> Any:
     import torch
     from transformers import Wav2Vec2Config
 
-    from facecast.models.aniportrait.audio2mesh import Audio2Mesh
-    from facecast.models.aniportrait.wav2vec import BASE_960H
+    from facecast.models.aniportrait.networks.audio2mesh import Audio2Mesh
+    from facecast.models.aniportrait.networks.wav2vec import BASE_960H
 
     torch.manual_seed(0)
     return Audio2Mesh(Wav2Vec2Config(**BASE_960H)).eval().to(device)
@@ -136,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from facecast.cli.errors import CliError
-    from facecast.models.aniportrait.audio_weights import load_audio2mesh
-    from facecast.models.aniportrait.checkpoint import WeightsError
+    from facecast.models.aniportrait.networks.audio_weights import load_audio2mesh
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
     from facecast.models.audio.decode import decode_audio
 
     files = _audio_files(args)

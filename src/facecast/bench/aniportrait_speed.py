@@ -43,10 +43,10 @@ def _random_full_size_pipeline(device: Any, dtype: Any) -> Any:
     from diffusers.utils import logging as diffusers_logging
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from facecast.models.aniportrait.arch import SD15_UNET_CONFIG, official_arch
-    from facecast.models.aniportrait.pipeline import Lmk2VideoPipeline
-    from facecast.models.aniportrait.pose_guider import PoseGuider
-    from facecast.models.aniportrait.unets import build_denoising_unet, build_reference_unet
+    from facecast.models.aniportrait.networks.arch import SD15_UNET_CONFIG, official_arch
+    from facecast.models.aniportrait.networks.pose_guider import PoseGuider
+    from facecast.models.aniportrait.networks.unets import build_denoising_unet, build_reference_unet
+    from facecast.models.aniportrait.pipeline.lmk2video import Lmk2VideoPipeline
 
     arch = official_arch(dict(SD15_UNET_CONFIG))
     with torch.device(device):
@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from facecast.cli.errors import CliError
-    from facecast.models.aniportrait.checkpoint import WeightsError
-    from facecast.models.aniportrait.lmk2video import load_pipeline, pick_device
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
+    from facecast.models.aniportrait.pipeline.generate import load_pipeline, pick_device
 
     if args.size % 8 or args.size <= 0 or args.frames <= 0 or args.steps <= 0:
         raise CliError("--size must be a positive multiple of 8; --frames and --steps positive")
@@ -181,6 +181,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _windows(pipe: Any, frames: int) -> list[list[int]]:
-    from facecast.models.aniportrait.context_windows import context_windows
+    from facecast.models.aniportrait.pipeline.context_windows import context_windows
 
     return context_windows(frames, pipe.arch.context_frames, pipe.arch.context_overlap)

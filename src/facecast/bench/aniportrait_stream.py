@@ -3,11 +3,12 @@
 Items of issue 5: (1) UNet frame-evaluations per output frame, counted by the engine; (2) output fps of the
 streaming engine vs the exact offline sampler on the same audio, one run: `speedup_vs_exact` against this
 project's exact mode (which already skips upstream's discarded work), `speedup_vs_exact_upstream_schedule`
-against the same sampler doing that work as the published code does (FACTS §5, §9); (3) seam score with AR(1)
-noise between the offline and independent-window anchors; (4) latency budget per hop, measured here and modelled for a GPU;
-(5) a GPU projection from the FLOP figures of FACTS §9 (no GPU measured by this script on CPU).
-Poses: whole-clip Audio2Mesh on the audio + the folder's reference mesh / matrix (inputs/landmarks.npz),
-projected and drawn at --size; the reference photo is the folder's inputs/ref_image.png.
+against the same sampler doing that work as the published code does (docs/aniportrait.md §5, §9); (3) seam
+score with AR(1) noise between the offline and independent-window anchors; (4) latency budget per hop,
+measured here and modelled for a GPU; (5) a GPU projection from the FLOP figures of docs/aniportrait.md §9
+(no GPU measured by this script on CPU). Poses: whole-clip Audio2Mesh on the audio + the folder's reference
+mesh / matrix (inputs/landmarks.npz), projected and drawn at --size; the reference photo is the folder's
+inputs/ref_image.png.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def bench_inputs(weights: Path, audio: Path | None, size: int) -> tuple[np.ndarr
     from PIL import Image
 
     from facecast.cli.errors import CliError
-    from facecast.models.aniportrait.audio_weights import load_audio2mesh
+    from facecast.models.aniportrait.networks.audio_weights import load_audio2mesh
     from facecast.models.audio.decode import decode_audio
     from facecast.models.face.pose_image import draw_pose_images
     from facecast.models.face.projection import project_with_matrices
@@ -125,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from facecast.cli.errors import CliError
-    from facecast.models.aniportrait.checkpoint import WeightsError
-    from facecast.models.aniportrait.context_windows import context_windows
-    from facecast.models.aniportrait.streaming_cost import gpu_projection, latency_model
-    from facecast.models.aniportrait.streaming_lmk2video import StreamingLmk2Video
-    from facecast.models.aniportrait.streaming_seams import measure_seams
+    from facecast.models.aniportrait.conformance.cost import gpu_projection, latency_model
+    from facecast.models.aniportrait.conformance.seams import measure_seams
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
+    from facecast.models.aniportrait.pipeline.context_windows import context_windows
+    from facecast.models.aniportrait.streaming.lmk2video import StreamingLmk2Video
 
     if args.size % 8 or args.size <= 0 or args.steps < 1 or args.streams < 1 or args.seeds < 1:
         raise CliError("--size must be a positive multiple of 8; --steps, --streams and --seeds positive")

@@ -59,10 +59,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from facecast.bench.live_latency import _speech
     from facecast.frames import frame_samples
     from facecast.models.avatar import AvatarStore
-    from facecast.models.talking_head import TalkingHead
+    from facecast.models.render.engine import WarpEngine
+    from facecast.outputs.webrtc import WebRtcOutput
     from facecast.stream.clock import FreeRunningClock
     from facecast.stream.session import SessionRuntime
-    from facecast.stream.tracks import SessionAudioTrack, SessionVideoTrack, av_offset_s
 
     avatar = AvatarStore(Path(tempfile.mkdtemp(prefix="facecast-bench-"))).default()
     speech = await _speech(args.audio)
@@ -72,13 +72,14 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     expected = np.tile(program, reps)
 
     session = SessionRuntime(
-        TalkingHead(avatar, fps=args.fps, size=args.size), clock=FreeRunningClock(args.fps)
+        WarpEngine(avatar, fps=args.fps, size=args.size), clock=FreeRunningClock(args.fps)
     )
     session.queue.max_queued_s = reps * program.size / 16000 + 1  # the whole simulated program at once
     for _ in range(reps):  # queued up front: the timeline is exactly the program, repeated
         session.say(program, "bench")
-    video, audio = SessionVideoTrack(session), SessionAudioTrack(session)
-    video._sub._maxlen = audio._sub._maxlen = None  # simulation: keep every frame (nobody is slow here)
+    viewer = session.add_output(WebRtcOutput(keep_all=True))  # simulation: keep every frame
+    assert viewer.video is not None and viewer.audio is not None
+    video, audio = viewer.video, viewer.audio
     t_start = time.perf_counter()
     session.start()
     pts_err, content_err, opening, rms = 0.0, 0.0, [], []
@@ -95,24 +96,21 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if k and k % (args.fps * 60) == 0:
             print(f"  {k / args.fps / 60:.0f} min simulated", flush=True)
     sim_s = time.perf_counter() - t_start
-    video.stop()
-    audio.stop()
     await session.close()
     minute = args.fps * 60
     op, rm = np.array(opening), np.array(rms)
     lag_first, lag_last = best_lag(op[:minute], rm[:minute]), best_lag(op[-minute:], rm[-minute:])
 
-    live = SessionRuntime(TalkingHead(avatar, fps=args.fps, size=args.size))
+    live = SessionRuntime(WarpEngine(avatar, fps=args.fps, size=args.size))
     for _ in range(int(args.realtime_seconds) + 1):
         live.say(program, "bench")
-    video, audio = SessionVideoTrack(live), SessionAudioTrack(live)
+    viewer = live.add_output(WebRtcOutput())
+    assert viewer.video is not None and viewer.audio is not None
     live.start()
     offsets = []
     for _ in range(int(args.realtime_seconds * args.fps)):
-        await asyncio.gather(video.recv(), audio.recv())
-        offsets.append(av_offset_s(video, audio) or 0.0)
-    video.stop()
-    audio.stop()
+        await asyncio.gather(viewer.video.recv(), viewer.audio.recv())
+        offsets.append(viewer.av_offset_s() or 0.0)
     await live.close()
     result = {
         "bench": "av_sync",

@@ -85,7 +85,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(viewer.received.first_video_at.wait(), 20)
         first_frame_ms = (viewer.received.video[0][0] - t_offer) * 1000
         live = srv.registry.get(sid)
-        track = next(p.video for p in live.peers.values() if p.video is not None)
+        track = next(p.output.video for p in live.peers.values() if p.output and p.output.video)
         ws = await api.audio_socket(sid)
 
         async def wait_event(kind: str) -> None:

@@ -33,11 +33,11 @@ def background_change(avatar: Any, audio: np.ndarray, fps: int) -> float:
     """Mean absolute grey-level change outside the head and shoulders over a render without head motion."""
     import cv2
 
+    from facecast.frames import clip_block, frames_covering
     from facecast.models.face import topology as T
-    from facecast.models.talking_head import TalkingHead
-    from facecast.stream.offline_render import CHUNK_SAMPLES
+    from facecast.models.render.engine import WarpEngine
 
-    head = TalkingHead(avatar, fps=fps, head_motion=False)
+    head = WarpEngine(avatar, fps=fps, head_motion=False)
     lm = head.renderer.landmarks
     oval = lm[T.FACE_OVAL]
     c = oval.mean(0)
@@ -47,8 +47,10 @@ def background_change(avatar: Any, audio: np.ndarray, fps: int) -> float:
     background = mask == 0
     ref = cv2.cvtColor(head.renderer.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     diffs = []
-    for start in range(0, len(audio), CHUNK_SAMPLES):
-        for frame in head.push(audio[start : start + CHUNK_SAMPLES]):
+    for k in range(frames_covering(len(audio), fps)):
+        head.push_audio(clip_block(audio, k, fps))
+        for frame in head.pop_frames():
+            assert frame.image is not None
             grey = cv2.cvtColor(frame.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
             diffs.append(float(np.abs(grey - ref)[background].mean()))
     return float(np.mean(diffs))
@@ -58,9 +60,9 @@ def _run(args: argparse.Namespace) -> int:
     from facecast.bench.lipsync import measure_lipsync
     from facecast.bench.visemes import measure_clip, pooled_ratio
     from facecast.cli.errors import CliError
+    from facecast.cli.render import render_warp
     from facecast.models.audio.decode import decode_audio
     from facecast.models.avatar import AvatarStore
-    from facecast.stream.offline_render import render_to_mp4
 
     portraits = sorted(p for p in args.media.iterdir() if p.suffix.lower() in PORTRAIT_SUFFIXES)
     speeches = sorted(args.media.glob("*.wav"))
@@ -78,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
             for speech in speeches:
                 audio = decode_audio(speech)
                 video = out_dir / f"{portrait.stem}__{speech.stem}.mp4"
-                render_to_mp4(avatar, audio, video, fps=args.fps)
+                render_warp(avatar, audio, video, fps=args.fps)
                 r = measure_lipsync(video)
                 rows.append({"portrait": portrait.name, "speech": speech.name, "best_lag": r.best_lag,
                              "best_corr": r.best_corr, "face_ratio": r.face_ratio})  # fmt: skip

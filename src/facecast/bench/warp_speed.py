@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+CHUNK_SAMPLES = 320  # 20 ms, the size of a WebRTC audio packet
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -32,12 +34,12 @@ def _run(args: argparse.Namespace) -> int:
 
     import cv2
 
+    from facecast.cli.render import render_warp
     from facecast.frames import AUDIO_RATE_HZ
     from facecast.models.audio.decode import decode_audio
     from facecast.models.avatar import AvatarStore
-    from facecast.models.talking_head import TalkingHead
-    from facecast.stream.mp4_writer import Mp4Writer
-    from facecast.stream.offline_render import CHUNK_SAMPLES, render_to_mp4
+    from facecast.models.render.engine import WarpEngine
+    from facecast.outputs.mp4_writer import Mp4Writer
 
     with tempfile.TemporaryDirectory() as tmp:
         store = AvatarStore(Path(tmp) / "avatars")
@@ -48,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         audio = np.tile(audio, n_clip // len(audio) + 1)[:n_clip]
 
         cv2.setNumThreads(1)
-        head = TalkingHead(avatar, size=args.size)
+        head = WarpEngine(avatar, size=args.size)
         stages = {"driver": 0.0, "composer": 0.0, "displacements": 0.0, "dense_map": 0.0, "remap": 0.0, "mouth": 0.0,
                   "h264_encode": 0.0}  # fmt: skip
         frames = 0
@@ -56,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         r = head.renderer
         for start in range(0, len(audio), CHUNK_SAMPLES):
             t0 = time.perf_counter()
-            motions = head.driver.push(audio[start : start + CHUNK_SAMPLES])
+            motions = head.driver.push(audio[start : start + CHUNK_SAMPLES])  # the driver alone
             stages["driver"] += time.perf_counter() - t0
             for m in motions:
                 t = [time.perf_counter()]
@@ -82,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         render_ms = sum(v for k, v in ms.items() if k != "h264_encode")
         cv2.setNumThreads(0)
         t0 = time.perf_counter()
-        render_to_mp4(avatar, audio, Path(tmp) / "clip.mp4", size=args.size)
+        render_warp(avatar, audio, Path(tmp) / "clip.mp4", size=args.size)
         clip_s = time.perf_counter() - t0
 
     print(f"warp engine, {args.size}x{args.size}, {frames} frames, one core (cv2 threads = 1):")

@@ -13,9 +13,9 @@ from facecast.cli.errors import CliError
 
 # (stage, module, function): each returns list[StageResult]; a module still being written is "not available"
 STAGES = [
-    ("landmarks", "facecast.models.aniportrait.landmark_conformance", "check_landmarks"),
-    ("audio", "facecast.models.aniportrait.audio_conformance", "check_audio"),
-    ("pipeline", "facecast.models.aniportrait.pipeline_conformance", "check_pipeline"),
+    ("landmarks", "facecast.models.aniportrait.conformance.landmarks", "check_landmarks"),
+    ("audio", "facecast.models.aniportrait.conformance.audio", "check_audio"),
+    ("pipeline", "facecast.models.aniportrait.conformance.pipeline", "check_pipeline"),
 ]
 
 
@@ -62,7 +62,7 @@ def _format_error(value: float) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from facecast.models.aniportrait.checkpoint import WeightsError
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
 
     fixture: Path = args.fixture
     if not fixture.is_dir():
@@ -102,8 +102,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from facecast.models.aniportrait.checkpoint import WeightsError
-    from facecast.models.aniportrait.weights_convert import convert_weights
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
+    from facecast.models.aniportrait.networks.weights_convert import convert_weights
 
     try:
         files = convert_weights(args.weights, args.output, args.dtype)

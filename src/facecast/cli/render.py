@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from facecast.cli.common import add_config_options, avatar_dir, settings_from
 from facecast.cli.errors import CliError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "render",
         help="render a talking-head MP4 from a portrait and a speech file",
-        description="Renders through the same streaming path as the live server (20 ms audio chunks → motion "
+        description="Renders through the same path as the live server (audio frame by frame into the engine: motion "
         "driver → composer → renderer), so the file shows what a live viewer would see. Audio: anything "
         "PyAV decodes (wav, mp3, ogg, flac...), any rate and channel count.",
     )
@@ -70,12 +77,30 @@ def _render(args: argparse.Namespace) -> int:
         from facecast.cli.render_aniportrait import render_aniportrait
 
         return render_aniportrait(args, avatar, audio, template, fps)
-    from facecast.stream.offline_render import render_to_mp4
-
     with tqdm(total=len(audio), unit="sample", unit_scale=True, desc="render", disable=args.quiet) as bar:
-        frames = render_to_mp4(
+        frames = render_warp(
             avatar, audio, args.output, fps=fps, size=size, seed=seed, pose_template=template,
             head_motion=not args.no_head_motion, progress=bar.update,
         )  # fmt: skip
     print(f"wrote {args.output} ({frames} frames at {fps} fps, {len(audio) / 16000:.2f} s)")
     return 0
+
+
+def render_warp(
+    avatar: Any,
+    audio: np.ndarray,
+    out: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> int:
+    """A warp-engine MP4 of `audio`, frames rendered in parallel on every core; returns the frame count.
+
+    options: WarpEngine's (fps, size, seed, pose_template, head_motion).
+    """
+    from facecast.models.render.engine import WarpEngine
+    from facecast.outputs.offline_render import render_to_mp4
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        engine = WarpEngine(avatar, executor=pool, **options)
+        return render_to_mp4(engine, audio, out, progress=progress)

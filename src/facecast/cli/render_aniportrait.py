@@ -1,5 +1,5 @@
 """`facecast render --engine aniportrait`: audio → Audio2Mesh (+ Audio2Pose or a pose template) →
-projection → pose images → Lmk2Video → MP4, the offline AniPortrait pipeline (FACTS §1)."""
+projection → pose images → Lmk2Video → MP4: the offline AniPortrait pipeline of docs/aniportrait.md §1."""
 
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ def render_aniportrait(
     from tqdm import tqdm
 
     from facecast.config import load_settings
-    from facecast.models.aniportrait.audio2pose import postprocess_pose
-    from facecast.models.aniportrait.audio_weights import load_audio2mesh, load_audio2pose
-    from facecast.models.aniportrait.checkpoint import WeightsError
-    from facecast.models.aniportrait.lmk2video import generate_video
+    from facecast.models.aniportrait.networks.audio2pose import postprocess_pose
+    from facecast.models.aniportrait.networks.audio_weights import load_audio2mesh, load_audio2pose
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
+    from facecast.models.aniportrait.pipeline.generate import generate_video
     from facecast.models.face.pose_image import draw_pose_images
     from facecast.models.face.projection import project_points
     from facecast.models.motion.pose_template import ping_pong_poses
-    from facecast.stream.mp4_writer import mp4_file
+    from facecast.outputs.mp4_writer import mp4_file
 
     if fps != ANIPORTRAIT_FPS:
         raise CliError(f"the aniportrait engine renders at {ANIPORTRAIT_FPS} fps (got --fps {fps})")

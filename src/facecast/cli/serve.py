@@ -94,8 +94,8 @@ def check_weights(weights: str | None) -> None:
         raise CliError(
             "the 'aniportrait' engine needs AniPortrait weights: pass --weights DIR (or set render.weights)"
         )
-    from facecast.models.aniportrait.checkpoint import WeightsError
-    from facecast.models.aniportrait.weights import resolve_weights
+    from facecast.models.aniportrait.networks.checkpoint import WeightsError
+    from facecast.models.aniportrait.networks.weights import resolve_weights
 
     try:
         resolve_weights(Path(weights).expanduser())

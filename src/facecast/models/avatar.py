@@ -1,8 +1,8 @@
 """Avatars: everything derived once from a portrait, kept in a content-addressed store.
 
-An avatar is the square head-and-shoulders crop of the photo, its 478 face-mesh landmarks, the
-468-vertex metric mesh and the 4x4 facial transformation matrix (FACTS §3). The store keeps each one
-under a hash of the photo bytes and the crop size, so adding the same photo again reuses it.
+An avatar is the square head-and-shoulders crop of the photo, its 478 face-mesh landmarks, the 468-vertex
+metric mesh and the 4x4 facial transformation matrix (docs/aniportrait.md §3). The store keeps each one under
+a hash of the photo bytes and the crop size, so adding the same photo again reuses it.
 """
 
 from __future__ import annotations

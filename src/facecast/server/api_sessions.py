@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
+from facecast.outputs.recorder import Recorder
 from facecast.server.errors import ApiError, read_json
 from facecast.server.state import METRICS, REGISTRY
-from facecast.stream.recorder import Recorder
+
+FPS_CHOICES = (25, 30)
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -23,8 +25,10 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_avatar", "avatar must be an avatar id string")
     if not isinstance(engine, str) or not isinstance(fps, int) or isinstance(fps, bool):
         raise ApiError(400, "bad_session", "engine must be a string and fps an integer")
+    if fps not in FPS_CHOICES:
+        raise ApiError(400, "bad_fps", f"fps must be one of {', '.join(map(str, FPS_CHOICES))}")
     live = await registry.create(avatar, engine, fps)
-    live.runtime.add_sink(request.app[METRICS].observe_frame)
+    live.runtime.add_output(request.app[METRICS].frame_timings())
     info = live.describe() | {"token": live.runtime.token}
     info["links"] = {
         "webrtc": f"/v1/sessions/{live.id}/webrtc",
@@ -59,20 +63,16 @@ async def recording(request: web.Request) -> web.Response:
     if action == "start":
         if live.recorder is not None:
             raise ApiError(409, "already_recording", "this session is already recording")
-        path = registry.settings.home / "recordings" / f"{live.id}.mp4"
-        rt = live.runtime
-        live.recorder = await loop.run_in_executor(
-            None, lambda: Recorder(path, rt.fps, rt.size, lambda: rt.generation)
-        )
+        live.recorder = Recorder(registry.settings.home / "recordings" / f"{live.id}.mp4")
         live.recording_path = None
-        rt.add_sink(live.recorder)
+        live.runtime.add_output(live.recorder)
         return web.json_response({"state": "recording"}, status=201)
     if action == "stop":
         if live.recorder is None:
             raise ApiError(409, "not_recording", "this session is not recording")
         recorder, live.recorder = live.recorder, None
-        live.runtime.remove_sink(recorder)
-        await loop.run_in_executor(None, recorder.stop)
+        live.runtime.remove_output(recorder)
+        await loop.run_in_executor(None, recorder.finish)
         if recorder.error:
             raise ApiError(500, "recording_failed", f"the recording failed: {recorder.error}")
         live.recording_path = recorder.path

@@ -14,7 +14,7 @@ from facecast.server import api_avatars, api_sessions, speech_in, webrtc
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
 from facecast.server.errors import error_middleware
 from facecast.server.metrics import Metrics
-from facecast.server.registry import EngineFactory, Registry
+from facecast.server.registry import Registry
 from facecast.server.state import METRICS, REGISTRY
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,8 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def create_app(
-    settings: Settings, *, engine_factory: EngineFactory | None = None, client_dir: Path | None = None
-) -> web.Application:
-    registry = Registry(settings, engine_factory)
+def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.Application:
+    registry = Registry(settings)
     app = web.Application(
         client_max_size=settings.server.max_upload_bytes + REQUEST_OVERHEAD_BYTES,
         middlewares=[

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from facecast.stream.engine_runner import OutputFrame
-from facecast.stream.tracks import av_offset_s
+from facecast.frames import OutputFrame
+from facecast.outputs.base import Output
 
 if TYPE_CHECKING:
     from facecast.server.registry import Registry
@@ -41,18 +41,31 @@ class Histogram:
         return out
 
 
+class FrameTimings(Output):
+    """An output of every session that only measures: per-stage latencies into the server's histograms."""
+
+    kind = "metrics"
+
+    def __init__(self, stages: dict[str, Histogram]) -> None:
+        super().__init__()
+        self.stages = stages
+
+    def on_frame(self, frame: OutputFrame) -> None:
+        if frame.rendered:  # a repeated image took no render time worth a sample
+            self.stages["render"].observe(frame.render_s)
+        self.stages["encode"].observe(frame.encode_s)
+        self.stages["emit_lateness"].observe(max(0.0, (frame.emitted_ns - frame.due_ns) / 1e9))
+        self.stages["dispatch"].observe(max(0.0, (time.monotonic_ns() - frame.emitted_ns) / 1e9))
+
+
 class Metrics:
     def __init__(self) -> None:
         self.stages = {stage: Histogram() for stage in STAGES}
         self.started = time.time()
 
-    def observe_frame(self, out: OutputFrame) -> None:
-        """A session frame sink (event loop)."""
-        if out.rendered:  # a repeated image took no render time worth a sample
-            self.stages["render"].observe(out.render_s)
-        self.stages["encode"].observe(out.encode_s)
-        self.stages["emit_lateness"].observe(max(0.0, (out.emitted_ns - out.due_ns) / 1e9))
-        self.stages["dispatch"].observe(max(0.0, (time.monotonic_ns() - out.emitted_ns) / 1e9))
+    def frame_timings(self) -> FrameTimings:
+        """An output to add to each session."""
+        return FrameTimings(self.stages)
 
     def render(self, registry: Registry) -> str:
         lines = [
@@ -93,9 +106,9 @@ class Metrics:
             rt = live.runtime
             emitted.append(f'facecast_frames_emitted_total{{session="{sid}"}} {rt.frames_emitted}')
             skipped.append(f'facecast_frames_skipped_total{{session="{sid}"}} {rt.frames_skipped}')
-            for codec, enc in list(rt.encoders.items()):
+            for enc in rt.encoders.active():
                 keyframes.append(
-                    f'facecast_keyframes_total{{session="{sid}",codec="{codec}"}} {enc.keyframes}'
+                    f'facecast_keyframes_total{{session="{sid}",codec="{enc.codec}"}} {enc.keyframes}'
                 )
             queued.append(
                 f'facecast_queued_speech_seconds{{session="{sid}"}} {rt.queue.queued_seconds():.3f}'
@@ -103,18 +116,17 @@ class Metrics:
             for kind, count in rt.events.counts.items():
                 events.append(f'facecast_events_total{{session="{sid}",type="{kind}"}} {count}')
             for pid, peer in live.peers.items():
-                viewers += peer.video is not None
-                for track in (peer.video, peer.audio):
-                    if track is None:
-                        continue
+                if peer.output is None:
+                    continue
+                viewers += peer.output.video is not None
+                for track in peer.output.tracks():
                     lab = f'session="{sid}",peer="{pid}",kind="{track.kind}"'
                     sent.append(f"facecast_frames_sent_total{{{lab}}} {track.sent}")
-                    dropped.append(f"facecast_frames_dropped_total{{{lab}}} {track.dropped}")
-                    depth.append(f"facecast_queue_depth{{{lab}}} {track.queue_depth}")
-                if peer.video is not None and peer.audio is not None:
-                    off = av_offset_s(peer.video, peer.audio)
-                    if off is not None:
-                        offset.append(f'facecast_av_offset_seconds{{session="{sid}",peer="{pid}"}} {off:.4f}')
+                    dropped.append(f"facecast_frames_dropped_total{{{lab}}} {track.queue.dropped}")
+                    depth.append(f"facecast_queue_depth{{{lab}}} {len(track.queue)}")
+                off = peer.output.av_offset_s()
+                if off is not None:
+                    offset.append(f'facecast_av_offset_seconds{{session="{sid}",peer="{pid}"}} {off:.4f}')
         lines += ["# TYPE facecast_viewers gauge", f"facecast_viewers {viewers}"]
         for block in (emitted, skipped, keyframes, sent, dropped, depth, queued, offset, events):
             lines += block

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,27 +12,23 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from facecast.config import Settings
-from facecast.server.engines import build_engine
+from facecast.engine import Engine, EngineError, create_engine
+from facecast.outputs.recorder import Recorder
+from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.errors import ApiError, not_found
-from facecast.stream.engine_runner import TalkingEngine
-from facecast.stream.recorder import Recorder
 from facecast.stream.session import SessionRuntime
-from facecast.stream.tracks import SessionAudioTrack, SessionVideoTrack
 
 log = logging.getLogger(__name__)
-
-EngineFactory = Callable[[Any, str, int], TalkingEngine]  # (avatar, engine name, fps) -> engine
 
 
 @dataclass(eq=False)
 class Peer:
-    """One WebRTC peer of a session: a viewer (WHEP / offer) and/or an audio publisher (WHIP / mic)."""
+    """One WebRTC peer of a session: a viewer (WHEP / offer: its output) and/or an audio publisher (WHIP / mic)."""
 
     pc: RTCPeerConnection
     kind: str  # "webrtc" | "whep" | "whip"
     id: str = field(default_factory=lambda: secrets.token_hex(8))
-    video: SessionVideoTrack | None = None
-    audio: SessionAudioTrack | None = None
+    output: WebRtcOutput | None = None
     ingest: asyncio.Task[None] | None = None
 
 
@@ -54,7 +49,7 @@ class LiveSession:
         info = self.runtime.describe()
         info.update(
             avatar=self.avatar_id,
-            viewers=sum(p.video is not None or p.audio is not None for p in self.peers.values()),
+            viewers=sum(p.output is not None for p in self.peers.values()),
             engine=self.engine,
             peers=[{"id": p.id, "kind": p.kind, "state": p.pc.connectionState} for p in self.peers.values()],
             recording="recording" if self.recorder else ("ready" if self.recording_path else "none"),
@@ -63,15 +58,12 @@ class LiveSession:
 
 
 class Registry:
-    def __init__(self, settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         from facecast.models.avatar import AvatarStore
 
         self.settings = settings
         self.avatars = AvatarStore(settings.avatar_dir)
         self.sessions: dict[str, LiveSession] = {}
-        self._engine_factory = engine_factory or (
-            lambda avatar, engine, fps: build_engine(avatar, engine, fps, settings.render)
-        )
         self.frames_sent_total = 0
 
     def get(self, sid: str) -> LiveSession:
@@ -91,7 +83,7 @@ class Registry:
             )
         loop = asyncio.get_running_loop()
 
-        def prepare() -> tuple[Any, TalkingEngine]:
+        def prepare() -> tuple[Any, Engine]:
             if avatar_ref:
                 try:
                     avatar = self.avatars.get(avatar_ref)
@@ -99,10 +91,13 @@ class Registry:
                     raise not_found("avatar", avatar_ref) from None
             else:
                 avatar = self.avatars.default()
-            return avatar, self._engine_factory(avatar, engine, fps)
+            try:
+                return avatar, create_engine(engine, avatar, fps, self.settings.render)
+            except EngineError as exc:
+                raise ApiError(400, exc.code, str(exc)) from None
 
-        avatar, head = await loop.run_in_executor(None, prepare)
-        runtime = SessionRuntime(head, info={"avatar": avatar.id, "engine": engine})
+        avatar, made = await loop.run_in_executor(None, prepare)
+        runtime = SessionRuntime(made, info={"avatar": avatar.id, "engine": engine})
         live = LiveSession(runtime=runtime, avatar_id=avatar.id, engine=engine)
         self.sessions[runtime.id] = live
         runtime.start()
@@ -110,10 +105,9 @@ class Registry:
 
     async def close_peer(self, live: LiveSession, peer: Peer) -> None:
         live.peers.pop(peer.id, None)
-        for track in (peer.video, peer.audio):
-            if track is not None:
-                self.frames_sent_total += track.sent if track is peer.video else 0
-                track.stop()
+        if peer.output is not None:
+            self.frames_sent_total += peer.output.video.sent if peer.output.video is not None else 0
+            live.runtime.remove_output(peer.output)
         if peer.ingest is not None:
             peer.ingest.cancel()
         await peer.pc.close()
@@ -125,8 +119,8 @@ class Registry:
             await self.close_peer(live, peer)
         if live.recorder is not None:
             recorder, live.recorder = live.recorder, None
-            live.runtime.remove_sink(recorder)
-            await asyncio.get_running_loop().run_in_executor(None, recorder.stop)
+            live.runtime.remove_output(recorder)
+            await asyncio.get_running_loop().run_in_executor(None, recorder.finish)
         await live.runtime.close()
 
     async def close_all(self) -> None:

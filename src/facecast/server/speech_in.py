@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,6 +27,7 @@ from facecast.server.registry import LiveSession
 from facecast.server.state import REGISTRY
 from facecast.server.tts import TtsError, speak
 from facecast.stream.audio_input import AudioInputError, PcmInput
+from facecast.stream.events import ErrorEvent
 from facecast.stream.speech_queue import QueueFullError, Utterance
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,7 @@ async def audio_ws(request: web.Request) -> web.StreamResponse:
     async def forward_events() -> None:
         while True:
             event = await listener.get()
-            await ws.send_json(event)
+            await ws.send_json(event.to_dict())
 
     forwarder = asyncio.ensure_future(forward_events())
     try:
@@ -122,7 +124,8 @@ async def audio_ws(request: web.Request) -> web.StreamResponse:
             elif msg.type == WSMsgType.BINARY:
                 ingest.on_binary(msg.data)
     except _WsError as exc:
-        await ws.send_json({"type": "error", "code": exc.code, "message": exc.message, "session": live.id})
+        error = ErrorEvent(code=exc.code, message=exc.message).stamped(live.id, time.time())
+        await ws.send_json(error.to_dict())
         await ws.close(code=exc.close_code, message=exc.code.encode())
     except Exception:
         log.exception("websocket ingest failed")
@@ -148,9 +151,9 @@ async def events_sse(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            data = json.dumps(event)
-            await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
-    except Exception:  # client gone or session closed (fanout.Closed)
+            data = json.dumps(event.to_dict())
+            await response.write(f"event: {event.type}\ndata: {data}\n\n".encode())
+    except Exception:  # client gone or session closed (queues.Closed)
         pass
     finally:
         live.runtime.events.unlisten(listener)

@@ -22,12 +22,12 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
 
+from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.errors import ApiError, not_found, read_json
 from facecast.server.ice import restrict_host_candidates, rtc_configuration
 from facecast.server.registry import LiveSession, Peer, Registry
 from facecast.server.state import REGISTRY
 from facecast.stream.audio_input import FrameInput
-from facecast.stream.tracks import SessionAudioTrack, SessionVideoTrack
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,15 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
     kinds = {t.kind for t in pc.getTransceivers()}
     video_sender: RTCRtpSender | None = None
     if kind != "whip":
-        if "video" in kinds:
-            peer.video = SessionVideoTrack(live.runtime)
-            video_sender = pc.addTrack(peer.video)
-        if "audio" in kinds:
-            peer.audio = SessionAudioTrack(live.runtime)
-            pc.addTrack(peer.audio)
-        if peer.video is None and peer.audio is None:
+        if not kinds & {"video", "audio"}:
             await pc.close()
             raise ApiError(400, "bad_sdp", "the offer has no audio or video section to receive the avatar")
+        peer.output = WebRtcOutput(video="video" in kinds, audio="audio" in kinds)
+        live.runtime.add_output(peer.output)
+        if peer.output.video is not None:
+            video_sender = pc.addTrack(peer.output.video)
+        if peer.output.audio is not None:
+            pc.addTrack(peer.output.audio)
     elif "audio" not in kinds:
         await pc.close()
         raise ApiError(400, "bad_sdp", "a WHIP offer must send an audio track")
@@ -90,10 +90,10 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
     except Exception as exc:
         await registry.close_peer(live, peer)
         raise ApiError(400, "bad_sdp", f"no answer is possible for this offer: {exc}") from None
-    if peer.video is not None:
+    if peer.output is not None and peer.output.video is not None:
         codec = _answered_video_codec(pc.localDescription.sdp)
         if codec is not None:
-            peer.video.use_codec(codec, video_sender)
+            peer.output.video.use_codec(codec, video_sender)
     live.peers[peer.id] = peer
     return peer
 

@@ -1,8 +1,9 @@
-"""One live session: its speech queue, engine worker, viewers and events.
+"""One live session: its speech queue, interruption, engine worker, outputs and events.
 
-The worker thread hands each finished frame to the event loop (call_soon_threadsafe); the loop
-fans it out to every sink (viewer tracks, recorder) and publishes events. Nothing here blocks
-the loop, and nothing a sink does can slow the worker.
+The worker thread makes each frame, encodes it once per codec for every output (the session's
+EncoderPool), and hands it to the event loop (call_soon_threadsafe); the loop fans it out to every
+output (viewer tracks, recorder, ...) and publishes events. Nothing here blocks the loop, and nothing
+an output does can slow the worker. The session is the outputs' host (facecast.outputs.base.OutputHost).
 """
 
 from __future__ import annotations
@@ -12,26 +13,29 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from facecast.engine import Engine
+from facecast.frames import OutputFrame
+from facecast.outputs.base import Output
+from facecast.outputs.video_encoder import EncoderPool
 from facecast.stream.clock import FrameClock
-from facecast.stream.engine_runner import EngineRunner, OutputFrame, TalkingEngine
-from facecast.stream.fanout import EventHub, Subscriber
+from facecast.stream.engine_runner import EngineRunner
+from facecast.stream.events import Event, EventHub
+from facecast.stream.interruption import Interruption
 from facecast.stream.speech_queue import SpeechQueue, Utterance
-from facecast.stream.video_encoder import SharedVideoEncoder
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[OutputFrame], None]
+OutputT = TypeVar("OutputT", bound=Output)
 
 
 class SessionRuntime:
     def __init__(
         self,
-        engine: TalkingEngine,
+        engine: Engine,
         *,
         session_id: str | None = None,
         clock: FrameClock | None = None,
@@ -46,11 +50,12 @@ class SessionRuntime:
         self.size = engine.size
         self.lookahead_frames = engine.lookahead_frames
         self.loop = loop or asyncio.get_running_loop()
-        self.queue = SpeechQueue()
+        self.interruption = Interruption()
+        self.queue = SpeechQueue(self.interruption)
         self.events = EventHub()
         self.clock = clock or FrameClock(engine.fps)
-        self._sinks: set[Sink] = set()
-        self._encoders: dict[str, SharedVideoEncoder] = {}  # codec -> encoder, shared by its viewers
+        self.encoders = EncoderPool(self.size, self.fps)  # one encode per frame and codec, for all outputs
+        self._outputs: set[Output] = set()
         self.frames_emitted = 0
         self.frames_skipped = 0  # emitted repeating the previous image (worker overloaded), not rendered
         self.last_frame: OutputFrame | None = None
@@ -76,15 +81,10 @@ class SessionRuntime:
             return
         self.closed = True
         await asyncio.get_running_loop().run_in_executor(None, self.runner.stop)
-        engine_close = getattr(self.runner.engine, "close", None)
-        if callable(engine_close):  # e.g. releases the session's stream on a shared GPU renderer
-            engine_close()
+        self.runner.engine.close()
         self.events.close()
-        for sink in list(self._sinks):
-            closer = getattr(sink, "close", None)
-            if callable(closer):
-                closer()
-        self._sinks.clear()
+        for output in list(self._outputs):
+            self.remove_output(output)
 
     # -- speech in ---------------------------------------------------------------------------
     def begin_utterance(self, source: str) -> Utterance:
@@ -100,62 +100,40 @@ class SessionRuntime:
         """Takes effect on the next frame out; returns the new generation."""
         return self.queue.interrupt()
 
+    # -- the outputs' host -----------------------------------------------------------------------
     @property
     def generation(self) -> int:
-        return self.queue.generation
+        return self.interruption.generation
+
+    def is_stale(self, frame: OutputFrame) -> bool:
+        return self.interruption.is_stale(frame)
 
     # -- frames out --------------------------------------------------------------------------
-    def add_sink(self, sink: Sink) -> None:
-        self._sinks.add(sink)
+    def add_output(self, output: OutputT) -> OutputT:
+        """Start `output` on this session; it gets every frame from the next one on."""
+        output.start(self)
+        self._outputs.add(output)
+        return output
 
-    def remove_sink(self, sink: Sink) -> None:
-        self._sinks.discard(sink)
-
-    def subscribe(self, maxlen: int | None) -> Subscriber[OutputFrame]:
-        sub: Subscriber[OutputFrame] = Subscriber(maxlen)
-        self.add_sink(sub.put)
-        return sub
-
-    def unsubscribe(self, sub: Subscriber[OutputFrame]) -> None:
-        self.remove_sink(sub.put)
-        sub.close()
-
-    # -- shared video encoding ----------------------------------------------------------------
-    def acquire_encoder(self, codec: str) -> SharedVideoEncoder:
-        """The session's `codec` encoder (made on first use); each acquire needs one release."""
-        enc = self._encoders.get(codec)
-        if enc is None:
-            enc = self._encoders[codec] = SharedVideoEncoder(codec, self.size, self.fps)
-        enc.users += 1
-        return enc
+    def remove_output(self, output: Output) -> None:
+        """Stop `output` and stop feeding it (no-op if it is not an output of this session)."""
+        if output in self._outputs:
+            self._outputs.discard(output)
+            output.stop()
 
     @property
-    def encoders(self) -> dict[str, SharedVideoEncoder]:
-        return self._encoders
-
-    def release_encoder(self, enc: SharedVideoEncoder) -> None:
-        enc.users -= 1
-        if enc.users <= 0 and self._encoders.get(enc.codec) is enc:
-            del self._encoders[enc.codec]
+    def outputs(self) -> list[Output]:
+        return list(self._outputs)
 
     def _from_worker_frame(self, out: OutputFrame) -> None:
-        # Worker thread: encode once here for all viewers of each codec, off the event loop.
-        for enc in list(self._encoders.values()):
-            t0 = time.perf_counter()
-            try:
-                out.packets[enc.codec] = enc.encode(out)
-            except Exception:  # its viewers get no video; the session (and its audio) goes on
-                if enc.failures == 0:
-                    log.exception("%s encoder failed", enc.codec)
-                enc.failures += 1
-            out.encode_s += time.perf_counter() - t0
+        self.encoders.encode(out)  # worker thread: encoded once here for every output, off the event loop
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._dispatch, out)
 
-    def _from_worker_event(self, event: dict[str, Any]) -> None:
-        event = {**event, "session": self.id, "time": round(time.time(), 3)}
+    def _from_worker_event(self, event: Event) -> None:
+        stamped = event.stamped(self.id, time.time())
         if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.events.publish, event)
+            self.loop.call_soon_threadsafe(self.events.publish, stamped)
 
     def _dispatch(self, out: OutputFrame) -> None:
         self.frames_emitted += 1
@@ -164,12 +142,13 @@ class SessionRuntime:
         if out.rendered:
             self.latencies_s["render"].append(out.render_s)
         self.latencies_s["emit_lateness"].append((time.monotonic_ns() - out.due_ns) / 1e9)
-        for sink in list(self._sinks):
+        for output in list(self._outputs):
             try:
-                sink(out)
-            except Exception:  # a broken sink is removed; the session goes on
-                log.exception("frame sink failed; removing it")
-                self._sinks.discard(sink)
+                output.on_frame(out)
+            except Exception as exc:  # a broken output is stopped; the session goes on
+                log.exception("%s output failed; removing it", output.kind)
+                output.fail(str(exc) or type(exc).__name__)
+                self.remove_output(output)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,8 +2,8 @@
 
 The event loop appends; the engine worker takes exactly one video frame's worth of samples per
 frame. Every take records which utterance samples it carried (segments), so events fire when
-those samples actually leave the server, not when they were queued. An interrupt bumps the
-generation counter: anything taken under an older generation is stale.
+those samples actually leave the server, not when they were queued. An interrupt bumps the session's
+generation (stream/interruption.py) and drops every queued utterance in the same step.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facecast.frames import AUDIO_RATE_HZ
+from facecast.stream.interruption import Interruption
 
 MAX_QUEUED_S = 600.0  # refuse to buffer more than ten minutes of speech per session
 MAX_LIVE_S = 0.25  # live input is real time: beyond this backlog drop the oldest (latency, not loss)
@@ -53,14 +54,18 @@ class Segment:
 
 
 class SpeechQueue:
-    def __init__(self, max_queued_s: float = MAX_QUEUED_S) -> None:
+    def __init__(self, interruption: Interruption | None = None, max_queued_s: float = MAX_QUEUED_S) -> None:
+        self.interruption = interruption or Interruption()
         self.max_queued_s = max_queued_s
         self._lock = threading.Lock()
         self._utterances: deque[Utterance] = deque()
         self._live: deque[np.ndarray] = deque()
         self._live_samples = 0
-        self.generation = 0
         self._dropped: list[Utterance] = []
+
+    @property
+    def generation(self) -> int:
+        return self.interruption.generation
 
     # -- event-loop side -------------------------------------------------------------------
     def begin(self, source: str) -> Utterance:
@@ -103,14 +108,14 @@ class SpeechQueue:
     def interrupt(self) -> int:
         """Drop every queued utterance and live backlog; returns the new generation."""
         with self._lock:
-            self.generation += 1
+            generation = self.interruption.bump()
             for utt in self._utterances:
                 utt.dropped = True
             self._dropped.extend(self._utterances)
             self._utterances.clear()
             self._live.clear()
             self._live_samples = 0
-            return self.generation
+            return generation
 
     def queued_seconds(self) -> float:
         with self._lock:

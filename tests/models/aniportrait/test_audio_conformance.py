@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from facecast.models.aniportrait.audio_conformance import check_audio
-from facecast.models.aniportrait.landmark_conformance import FixtureError
+from facecast.models.aniportrait.conformance.audio import check_audio
+from facecast.models.aniportrait.conformance.landmarks import FixtureError
 
 
 def test_fixture_a_passes_every_audio_stage(fixture_a: Path) -> None:

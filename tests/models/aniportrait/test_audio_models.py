@@ -1,4 +1,4 @@
-"""Audio2Mesh and Audio2Pose against fixture A (README §8), plus chunking and post-processing."""
+"""Audio2Mesh and Audio2Pose against fixture A (docs/aniportrait.md §7.4), plus chunking and post-processing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from facecast.models.aniportrait.audio2mesh import Audio2Mesh
-from facecast.models.aniportrait.audio2pose import (
+from facecast.models.aniportrait.networks.audio2mesh import Audio2Mesh
+from facecast.models.aniportrait.networks.audio2pose import (
     CHUNK_FRAMES,
     Audio2Pose,
     alibi_slopes,
@@ -19,9 +19,14 @@ from facecast.models.aniportrait.audio2pose import (
     postprocess_pose,
     smooth_poses,
 )
-from facecast.models.aniportrait.wav2vec import frame_count, min_samples, normalize_waveform, wav2vec2_config
+from facecast.models.aniportrait.networks.wav2vec import (
+    frame_count,
+    min_samples,
+    normalize_waveform,
+    wav2vec2_config,
+)
 
-TOL = 1e-5  # fixture README §11: ~1e-5 on audio outputs; thread-count noise floor ~3e-7
+TOL = 1e-5  # docs/aniportrait.md §7.7: ~1e-5 on audio outputs; thread-count noise floor ~3e-7
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,7 @@ def test_audio2pose_raw_and_postprocessed(a2p: Audio2Pose, audio_fixture: dict[s
     assert raw.shape == (52, 6) and raw.dtype == np.float32
     np.testing.assert_allclose(raw, audio_fixture["a2p_output_raw"][0], atol=TOL, rtol=0)
     np.testing.assert_allclose(postprocess_pose(raw), audio_fixture["a2p_pose_smoothed"], atol=TOL, rtol=0)
-    # The style id matters (README §11: id 18 moves the output by 0.32).
+    # The style id matters (docs/aniportrait.md §7.7: id 18 moves the output by 0.32).
     other = a2p.infer(audio_fixture["waveform_16k"], 18)
     assert np.abs(other - raw).max() > 0.1
 

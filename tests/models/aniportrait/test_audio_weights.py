@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from facecast.models.aniportrait.audio2mesh import Audio2Mesh
-from facecast.models.aniportrait.audio2pose import Audio2Pose
-from facecast.models.aniportrait.checkpoint import WeightsError
-from facecast.models.aniportrait.wav2vec import legacy_weight_norm_rename, wav2vec2_config
+from facecast.models.aniportrait.networks.audio2mesh import Audio2Mesh
+from facecast.models.aniportrait.networks.audio2pose import Audio2Pose
+from facecast.models.aniportrait.networks.checkpoint import WeightsError
+from facecast.models.aniportrait.networks.wav2vec import legacy_weight_norm_rename, wav2vec2_config
 
 
 def _shapes(module: torch.nn.Module) -> dict[str, list[int]]:

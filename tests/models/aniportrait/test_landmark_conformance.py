@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facecast.models.aniportrait.landmark_conformance import FixtureError, check_landmarks
+from facecast.models.aniportrait.conformance.landmarks import FixtureError, check_landmarks
 
 
 def test_fixture_a_passes_every_stage(fixture_a: Path) -> None:

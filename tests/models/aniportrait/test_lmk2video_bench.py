@@ -32,5 +32,5 @@ def test_random_full_size_pipeline_builds_on_meta() -> None:
     pipe = _random_full_size_pipeline(torch.device("meta"), torch.float16)
     assert pipe.dtype == torch.float16
     pose_guider_params = sum(p.numel() for p in pipe.pose_guider.parameters())
-    assert abs(pose_guider_params / 1e6 - 167.5) < 0.1  # FACTS §4
+    assert abs(pose_guider_params / 1e6 - 167.5) < 0.1  # docs/aniportrait.md §4
     assert len(pipe.reference.bank) == 0 and len(pipe.bank_recorder._handles) == 16

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecast.models.aniportrait.lmk2video import generate_video, pick_device
+from facecast.models.aniportrait.pipeline.generate import generate_video, pick_device
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def pipe(fixture_a: Path) -> Any:
     """Fixture A's Lmk2Video pipeline on the CPU in fp32."""
     import torch
 
-    from facecast.models.aniportrait.lmk2video import load_pipeline
+    from facecast.models.aniportrait.pipeline.generate import load_pipeline
 
     return load_pipeline(fixture_a, torch.device("cpu"), torch.float32)
 

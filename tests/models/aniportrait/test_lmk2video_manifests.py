@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from facecast.models.aniportrait.arch import SD15_UNET_CONFIG, official_arch
-from facecast.models.aniportrait.pose_guider import PoseGuider
-from facecast.models.aniportrait.unets import build_denoising_unet, build_reference_unet
-from facecast.models.aniportrait.weights import rename_motion_key
+from facecast.models.aniportrait.networks.arch import SD15_UNET_CONFIG, official_arch
+from facecast.models.aniportrait.networks.pose_guider import PoseGuider
+from facecast.models.aniportrait.networks.unets import build_denoising_unet, build_reference_unet
+from facecast.models.aniportrait.networks.weights import rename_motion_key
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,15 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from facecast.models.aniportrait.arch import Lmk2VideoArch, PoseGuiderArch
-from facecast.models.aniportrait.context_windows import context_windows
-from facecast.models.aniportrait.pose_guider import PoseGuider
-from facecast.models.aniportrait.reference_attention import ReferenceAttnProcessor, ReferenceState
-from facecast.models.aniportrait.unets import PerFrameGroupNorm, PoseFeatureHooks, build_denoising_unet
+from facecast.models.aniportrait.networks.arch import Lmk2VideoArch, PoseGuiderArch
+from facecast.models.aniportrait.networks.pose_guider import PoseGuider
+from facecast.models.aniportrait.networks.reference_attention import ReferenceAttnProcessor, ReferenceState
+from facecast.models.aniportrait.networks.unets import (
+    PerFrameGroupNorm,
+    PoseFeatureHooks,
+    build_denoising_unet,
+)
+from facecast.models.aniportrait.pipeline.context_windows import context_windows
 
 TINY_UNET = {
     "block_out_channels": [4, 8, 8, 8],

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from facecast.__main__ import main
-from facecast.models.aniportrait.checkpoint import WeightsError
-from facecast.models.aniportrait.weights import load_lmk2video, resolve_weights
+from facecast.models.aniportrait.networks.checkpoint import WeightsError
+from facecast.models.aniportrait.networks.weights import load_lmk2video, resolve_weights
 
 
 def test_fixture_layouts_resolve_to_tiny_arch(fixture_a: Path) -> None:
@@ -95,8 +95,8 @@ def test_convert_roundtrip(fixture_a: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_convert_fp16(fixture_a: Path, tmp_path: Path) -> None:
-    from facecast.models.aniportrait.checkpoint import read_state_dict
-    from facecast.models.aniportrait.weights_convert import convert_weights
+    from facecast.models.aniportrait.networks.checkpoint import read_state_dict
+    from facecast.models.aniportrait.networks.weights_convert import convert_weights
 
     convert_weights(fixture_a, tmp_path / "half", "fp16")
     state = read_state_dict(tmp_path / "half" / "pose_guider.safetensors")

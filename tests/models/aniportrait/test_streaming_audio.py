@@ -12,11 +12,15 @@ import torch
 
 from facecast.bench.aniportrait_audio_stream import motion_deviation
 from facecast.frames import frame_start_sample
-from facecast.models.aniportrait.audio2mesh import Audio2Mesh
-from facecast.models.aniportrait.audio_weights import load_audio2mesh, load_audio2pose, resolve_audio_weights
-from facecast.models.aniportrait.checkpoint import WeightsError
-from facecast.models.aniportrait.streaming_audio import StreamingAudio2Mesh, StreamingAudio2Pose
-from facecast.models.aniportrait.wav2vec import frame_count, normalize_waveform
+from facecast.models.aniportrait.networks.audio2mesh import Audio2Mesh
+from facecast.models.aniportrait.networks.audio_weights import (
+    load_audio2mesh,
+    load_audio2pose,
+    resolve_audio_weights,
+)
+from facecast.models.aniportrait.networks.checkpoint import WeightsError
+from facecast.models.aniportrait.networks.wav2vec import frame_count, normalize_waveform
+from facecast.models.aniportrait.streaming.audio import StreamingAudio2Mesh, StreamingAudio2Pose
 from facecast.models.audio.decode import decode_audio
 
 

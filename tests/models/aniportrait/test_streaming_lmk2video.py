@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from facecast.models.aniportrait.streaming_lmk2video import StreamingLmk2Video, seeded_noise_field
-from facecast.models.aniportrait.streaming_seams import ar1_noise, measure_seams, seam_ratio
+from facecast.models.aniportrait.conformance.seams import ar1_noise, measure_seams, seam_ratio
+from facecast.models.aniportrait.streaming.lmk2video import StreamingLmk2Video, seeded_noise_field
 
 SIZE = 64
 
@@ -304,7 +304,7 @@ def test_optional_guidance_counts_both_branches(
 
 
 def test_gpu_projection_follows_facts_figures() -> None:
-    from facecast.models.aniportrait.streaming_cost import gpu_projection, latency_model, window_tflop
+    from facecast.models.aniportrait.conformance.cost import gpu_projection, latency_model, window_tflop
 
     # 4 steps x 20 TFLOP (16 frames, no CFG) + PoseGuider 1.9 (16 frames) + 12 KL decodes x 2.5
     assert window_tflop(4, 12) == pytest.approx(80 + 1.9 + 30)

@@ -1,4 +1,4 @@
-"""Pose-image drawing against fixture A (README §9): edge list, colours, pixel-exact images."""
+"""Pose-image drawing against fixture A (docs/aniportrait.md §7.5): edge list, colours, pixel-exact images."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """MediaPipe's face-geometry procedure: metric 468-vertex mesh and facial transformation matrix.
 
-Landmarks from the face mesh are lifted into metric 3D under the perspective camera of FACTS §3
+Landmarks from the face mesh are lifted into metric 3D under the perspective camera of docs/aniportrait.md §3
 (vertical FOV 63°, near 1), the scale is estimated in two passes by weighted orthogonal Procrustes
 against the canonical face model, and the final fit gives the 4x4 pose (canonical → camera space).
 The returned mesh is the detected face expressed in canonical space (so pose is factored out).

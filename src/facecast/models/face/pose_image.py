@@ -1,4 +1,4 @@
-"""AniPortrait's pose images: coloured face-contour lines on black (FACTS §3).
+"""AniPortrait's pose images: coloured face-contour lines on black (docs/aniportrait.md §3).
 
 The Lmk2Video PoseGuider was trained on exactly these drawings, so every detail matters: a black
 512x512 canvas whatever the target size, 114 edges in a fixed order and colour, `cv2.line`

@@ -1,4 +1,4 @@
-"""Perspective projection of face meshes, exactly as AniPortrait does it (FACTS §3).
+"""Perspective projection of face meshes, exactly as AniPortrait does it (docs/aniportrait.md §3).
 
 OpenGL perspective camera: vertical FOV 63°, near 1, far 10000, aspect W/H, Y flipped so the origin
 is the image's top-left. Row-vector convention: ``v_h @ (T_ref @ E(pose)).T @ P``.

@@ -42,3 +42,18 @@ def ping_pong_index(i: int, n: int) -> int:
 def ping_pong_poses(template: np.ndarray, frames: int) -> np.ndarray:
     """(N, 6) template → (frames, 6) poses, mirrored and tiled like AniPortrait."""
     return np.asarray(template)[[ping_pong_index(i, len(template)) for i in range(frames)]]
+
+
+def configured_template(path: str | None) -> np.ndarray | None:
+    """An engine's pose template setting (render.pose_template): the poses, or None when unset.
+
+    An unusable file is an EngineError, so the server answers it as a bad request in one sentence.
+    """
+    from facecast.engine import EngineError
+
+    if not path:
+        return None
+    try:
+        return load_pose_template(Path(path))
+    except PoseTemplateError as exc:
+        raise EngineError("bad_pose_template", str(exc)) from None

@@ -4,8 +4,8 @@ Per avatar (once): control points = the 468 detected landmarks, rings of anchors
 (following the head's rigid motion with decreasing weight: hair, then background) and the image
 border (fixed); a Delaunay triangulation of them gives every pixel of a half-resolution grid its
 barycentric weights, stored as a sparse matrix.
-Per frame: project the driven mesh (FACTS §3 camera) → landmark displacements; anchors take the
-head's rigid 2D motion; sparse matrix × displacements → dense field, upsampled; the backward map
+Per frame: project the driven mesh (camera of docs/aniportrait.md §3) → landmark displacements; anchors
+take the head's rigid 2D motion; sparse matrix × displacements → dense field, upsampled; the backward map
 x − d(x − d(x)) (one fixed-point step inverts the forward field well for smooth motion); cv2.remap
 with border replication (never tears at the image border); paint the mouth interior where lips part.
 """

@@ -1,0 +1,57 @@
+"""Offline render: a speech file through an engine, as the live runner feeds it, into an MP4 output.
+
+The audio goes in frame by frame as AudioBlocks (what the engine runner takes from a session's queue),
+silence-padded past the end until every frame that shows the speech is out; frames are taken a batch at a
+time, so an engine with an executor (the warp engine) renders a batch in parallel while the encoder works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from facecast.engine import Engine
+from facecast.frames import clip_block, frame_samples, frames_covering
+from facecast.outputs.base import StaticHost
+from facecast.outputs.mp4_writer import Mp4Output
+
+BATCH_FRAMES = 8  # frames taken (and rendered in parallel) at a time
+
+
+def render_to_mp4(
+    engine: Engine, audio: np.ndarray, out: Path, *, progress: Callable[[int], None] | None = None
+) -> int:
+    """Render `audio` (float32 mono 16 kHz) with `engine` into `out`, written whole or not at all.
+
+    The file's audio is exactly `audio`; returns the frame count. progress(samples) after each block.
+    """
+    expected = frames_covering(len(audio), engine.fps)
+    mp4 = Mp4Output(out)
+    mp4.start(StaticHost(engine.fps, engine.size))
+    try:
+        k = 0
+        while mp4.frames < expected:
+            if k > expected + engine.lookahead_frames + BATCH_FRAMES:
+                raise RuntimeError(
+                    f"the engine gave {mp4.frames} of {expected} frames for {k} frames of audio"
+                )
+            for _ in range(BATCH_FRAMES):
+                start, end = frame_samples(k, engine.fps)
+                engine.push_audio(clip_block(audio, k, engine.fps))
+                k += 1
+                if progress and start < len(audio):
+                    progress(min(end, len(audio)) - start)
+            for frame in engine.pop_frames():
+                if frame.index >= expected or frame.image is None:
+                    continue
+                first = frame_samples(frame.index, engine.fps)[0]
+                # the last frame's audio ends where the file's does: the MP4 holds exactly `audio`
+                mp4.write(frame.index, frame.image, frame.audio.samples[: len(audio) - first])
+    except BaseException:
+        mp4.fail("render failed")
+        mp4.stop()
+        raise
+    mp4.stop()
+    return mp4.frames

@@ -1,0 +1,209 @@
+"""A WebRTC viewer: one output holding the aiortc video and audio tracks of one peer.
+
+The session paces frames, so recv() just waits for the next one (no sleeping here). Both tracks stamp
+pts from the one sample clock. Stale frames (speech from before an interrupt, host.is_stale) are never
+sent: video skips them, audio substitutes silence with the same pts so the audio timeline (which the
+Opus encoder counts in samples) stays continuous.
+
+Once negotiation picked the video codec (`use_codec`), the video track hands aiortc the session's
+shared encoder output (av.Packet) instead of raw frames; without it (tests, or a codec with no shared
+encoder) it returns raw frames and aiortc encodes per viewer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+
+from facecast.frames import AUDIO_RATE_HZ, OutputFrame
+from facecast.outputs.base import Output, OutputHost
+from facecast.outputs.queues import Closed, DropOldestQueue
+from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
+
+VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than falling behind
+AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
+SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
+
+
+class _SessionTrack(MediaStreamTrack):
+    def __init__(self, host: OutputHost, maxlen: int | None) -> None:
+        super().__init__()
+        self.host = host
+        self.queue: DropOldestQueue[OutputFrame] = DropOldestQueue(maxlen)
+        self.sent = 0
+        self.last_sent: OutputFrame | None = None
+        self.last_anchor_s: float | None = None  # wall clock minus media time of the last frame sent
+        self.sent_log: deque[tuple[float, OutputFrame]] = deque(
+            maxlen=SENT_LOG_FRAMES
+        )  # (monotonic s, frame)
+
+    async def _next(self) -> OutputFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.queue.get()
+        except Closed:
+            self.stop()
+            raise MediaStreamError from None
+
+    def _mark(self, out: OutputFrame, media_time_s: float) -> None:
+        self.sent += 1
+        self.last_sent = out
+        now = time.monotonic()
+        self.last_anchor_s = now - media_time_s
+        self.sent_log.append((now, out))
+
+    def stop(self) -> None:
+        self.queue.close()
+        super().stop()
+
+
+class SessionVideoTrack(_SessionTrack):
+    kind = "video"
+
+    def __init__(self, host: OutputHost, maxlen: int | None = VIDEO_QUEUE_FRAMES) -> None:
+        super().__init__(host, maxlen)
+        self.encoder: SharedVideoEncoder | None = None
+        self.sender: RTCRtpSender | None = None
+        self._need_key: int | None = None  # generation a keyframe must have before packets flow again
+        self._last_index: int | None = None  # of the last frame taken from the queue
+
+    def use_codec(self, codec: str, sender: RTCRtpSender | None = None) -> bool:
+        """Send the session's shared `codec` packets (False: no shared encoder, aiortc encodes)."""
+        if codec not in SUPPORTED or self.readyState != "live":
+            return False
+        self.encoder = self.host.encoders.acquire(codec)
+        self.sender = sender
+        self._resync(0)
+        return True
+
+    async def recv(self) -> av.VideoFrame | av.Packet:
+        while True:
+            out = await self._next()
+            gap = self._last_index is not None and out.index != self._last_index + 1
+            self._last_index = out.index
+            if self.host.is_stale(out):
+                # Speech from before an interrupt; the shared bitstream continues only at a keyframe.
+                self._resync(self.host.generation)
+                continue
+            if self.encoder is None:
+                self._mark(out, out.video_time_s)
+                return out.video
+            if gap or self._picture_lost():
+                # A frame this viewer will never get (its queue overflowed) or one its decoder lost:
+                # the next packets reference it, so wait for a keyframe.
+                self._resync(out.generation)
+            packet = out.packets.get(self.encoder.codec)
+            if packet is None:
+                continue  # emitted before this encoder existed
+            if self._need_key is not None:
+                if not (packet.is_keyframe and out.generation >= self._need_key):
+                    continue
+                self._need_key = None
+            self._mark(out, out.video_time_s)
+            return packet
+
+    def _resync(self, generation: int) -> None:
+        if self.encoder is not None:
+            self._need_key = generation if self._need_key is None else max(self._need_key, generation)
+            self.encoder.request_keyframe(generation)
+
+    def _picture_lost(self) -> bool:
+        """The viewer reported picture loss (RTCP PLI/FIR)?
+
+        aiortc records it in the sender's private flag and only reads it when it encodes frames
+        itself, which it never does for pre-encoded packets; so the flag is taken from here
+        (checked against aiortc 1.16; tests/outputs/test_video_encoder.py covers it).
+        """
+        flag = "_RTCRtpSender__force_keyframe"
+        if self.sender is None or not getattr(self.sender, flag, False):
+            return False
+        setattr(self.sender, flag, False)
+        return True
+
+    def stop(self) -> None:
+        if self.encoder is not None:
+            self.host.encoders.release(self.encoder)
+            self.encoder = None
+        super().stop()
+
+
+class SessionAudioTrack(_SessionTrack):
+    kind = "audio"
+
+    def __init__(self, host: OutputHost, maxlen: int | None = AUDIO_QUEUE_FRAMES) -> None:
+        super().__init__(host, maxlen)
+
+    async def recv(self) -> av.AudioFrame:
+        out = await self._next()
+        self._mark(out, out.audio_time_s)
+        if self.host.is_stale(out):
+            return silent_like(out.audio_frame)
+        return out.audio_frame
+
+
+def silent_like(frame: av.AudioFrame) -> av.AudioFrame:
+    silence = av.AudioFrame.from_ndarray(np.zeros((1, frame.samples), np.int16), format="s16", layout="mono")
+    silence.sample_rate = AUDIO_RATE_HZ
+    silence.pts = frame.pts
+    silence.time_base = Fraction(1, AUDIO_RATE_HZ)
+    return silence
+
+
+class WebRtcOutput(Output):
+    """One viewer peer's tracks (video and/or audio), fed the session's frames.
+
+    The tracks exist from start(): negotiation adds them to the peer connection. keep_all: unbounded track
+    queues (simulations that read the tracks faster than real time); otherwise a slow viewer drops old frames.
+    """
+
+    kind = "webrtc"
+
+    def __init__(self, *, video: bool = True, audio: bool = True, keep_all: bool = False) -> None:
+        super().__init__()
+        self._want = (video, audio)
+        self._keep_all = keep_all
+        self.video: SessionVideoTrack | None = None
+        self.audio: SessionAudioTrack | None = None
+
+    def start(self, host: OutputHost) -> None:
+        super().start(host)
+        want_video, want_audio = self._want
+        if want_video:
+            self.video = SessionVideoTrack(host, None if self._keep_all else VIDEO_QUEUE_FRAMES)
+        if want_audio:
+            self.audio = SessionAudioTrack(host, None if self._keep_all else AUDIO_QUEUE_FRAMES)
+
+    def tracks(self) -> list[_SessionTrack]:
+        return [t for t in (self.video, self.audio) if t is not None]
+
+    def on_frame(self, frame: OutputFrame) -> None:
+        for track in self.tracks():
+            track.queue.put(frame)
+
+    def stop(self) -> None:
+        for track in self.tracks():
+            track.stop()
+        super().stop()
+
+    def av_offset_s(self) -> float | None:
+        """How much later video leaves than audio for the same media instant (seconds)."""
+        if self.video is None or self.audio is None:
+            return None
+        if self.video.last_anchor_s is None or self.audio.last_anchor_s is None:
+            return None
+        return self.video.last_anchor_s - self.audio.last_anchor_s
+
+    def stats(self) -> dict[str, Any]:
+        per_track = {
+            t.kind: {"sent": t.sent, "dropped": t.queue.dropped, "queued": len(t.queue)}
+            for t in self.tracks()
+        }
+        return {**super().stats(), **per_track, "av_offset_s": self.av_offset_s()}

@@ -1,0 +1,110 @@
+"""Shared per-session video encoding: one encode per frame for all viewers, keyframes on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from types import SimpleNamespace
+
+import av
+import numpy as np
+from aiortc import RTCRtpSender
+
+from facecast.models.avatar import Avatar
+from facecast.models.render.engine import WarpEngine
+from facecast.outputs.webrtc import SessionVideoTrack, WebRtcOutput
+from facecast.stream.session import SessionRuntime
+
+PLI_FLAG = "_RTCRtpSender__force_keyframe"
+
+
+async def packets(track: SessionVideoTrack, n: int) -> list[av.Packet]:
+    got = [await asyncio.wait_for(track.recv(), 5) for _ in range(n)]
+    assert all(isinstance(p, av.Packet) for p in got)
+    return got  # type: ignore[return-value]
+
+
+def video_track(session: SessionRuntime) -> SessionVideoTrack:
+    """A new viewer's video track on `session`."""
+    track = session.add_output(WebRtcOutput(audio=False)).video
+    assert track is not None
+    return track
+
+
+def decode(codec: str, stream: list[av.Packet]) -> list[np.ndarray]:
+    dec = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
+    return [f.to_ndarray(format="rgb24") for p in stream for f in dec.decode(av.Packet(bytes(p)))]
+
+
+async def test_viewers_share_one_encoder_and_each_starts_at_a_keyframe(avatar: Avatar) -> None:
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    first = video_track(session)
+    assert first.use_codec("H264")
+    session.start()
+    stream = await packets(first, 10)
+    assert stream[0].is_keyframe and not any(p.is_keyframe for p in stream[1:])
+    assert [p.pts for p in stream] == [stream[0].pts + 3000 * i for i in range(10)]  # 90 kHz clock
+    second = video_track(session)
+    assert second.use_codec("H264")  # joins mid-stream: its first packet must be a keyframe
+    late = await packets(second, 5)
+    assert late[0].is_keyframe
+    stream += await packets(first, 5)
+    encoder = first.encoder
+    assert encoder is not None and second.encoder is encoder
+    assert encoder.frames <= session.frames_emitted + 1  # once per frame, not once per viewer
+    images = decode("H264", late)
+    assert len(images) == 5 and images[-1].shape == (128, 128, 3) and images[-1].std() > 10
+    first.stop()
+    second.stop()
+    assert not session.encoders.active()  # released with its last viewer
+    await session.close()
+
+
+async def test_picture_loss_and_interrupt_resync_at_a_keyframe(avatar: Avatar, speech: np.ndarray) -> None:
+    # aiortc keeps a viewer's picture-loss report in this private sender flag; the track relies on it.
+    assert PLI_FLAG.split("__", 1)[1] in inspect.getsource(RTCRtpSender)
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    track = video_track(session)
+    sender = SimpleNamespace()
+    setattr(sender, PLI_FLAG, False)
+    assert track.use_codec("VP8", sender)  # type: ignore[arg-type]
+    session.say(speech, "test")
+    session.start()
+    stream = await packets(track, 5)
+    setattr(sender, PLI_FLAG, True)  # what aiortc does on RTCP PLI / FIR
+    after_loss = await packets(track, 3)
+    assert after_loss[0].is_keyframe and getattr(sender, PLI_FLAG) is False
+    await asyncio.sleep(0.15)  # let frames queue up for this viewer, then interrupt
+    generation = session.interrupt()
+    resumed = await packets(track, 3)
+    assert resumed[0].is_keyframe
+    assert track.last_sent is not None and track.last_sent.generation >= generation
+    assert len(decode("VP8", stream + after_loss + resumed)) == 11
+    track.stop()
+    await session.close()
+
+
+async def test_unsupported_codec_leaves_encoding_to_aiortc(avatar: Avatar) -> None:
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    track = video_track(session)
+    assert not track.use_codec("AV1")
+    session.start()
+    frame = await asyncio.wait_for(track.recv(), 5)
+    assert isinstance(frame, av.VideoFrame) and frame.format.name == "yuv420p"
+    track.stop()
+    await session.close()
+
+
+async def test_a_viewer_that_fell_behind_resumes_at_a_keyframe(avatar: Avatar) -> None:
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    track = video_track(session)
+    assert track.use_codec("H264")
+    session.start()
+    stream = await packets(track, 3)
+    await asyncio.sleep(0.3)  # ~9 frames into a 3-frame queue: the oldest are dropped for this viewer
+    assert track.queue.dropped > 0
+    resumed = await packets(track, 3)
+    assert resumed[0].is_keyframe
+    assert len(decode("H264", stream + resumed)) == 6
+    track.stop()
+    await session.close()
