@@ -9,6 +9,7 @@ import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
+from aiortc.sdp import SessionDescription
 
 from facecast.outputs.queues import QueueOutput
 from facecast.server.client import FacecastClient, Viewer
@@ -146,12 +147,7 @@ async def test_answer_prefers_h264_encoded_once_per_session_and_falls_back_to_vp
 ) -> None:
     sid = (await client.create_session())["id"]
     runtime = server.registry.get(sid).runtime
-    vp8_only = Viewer()
-    video = next(t for t in vp8_only.pc.getTransceivers() if t.kind == "video")
-    video.setCodecPreferences(
-        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
-    )
-    viewers = [await client.watch(sid), await client.watch(sid), await client.watch(sid, vp8_only)]
+    viewers = [await client.watch(sid), await client.watch(sid), await client.watch(sid, vp8_only_viewer())]
     try:
         codecs = [answered_video_codec(v.pc.remoteDescription.sdp) for v in viewers]
         assert codecs == ["H264", "H264", "VP8"]
@@ -170,3 +166,42 @@ async def test_answer_prefers_h264_encoded_once_per_session_and_falls_back_to_vp
     finally:
         for viewer in viewers:
             await viewer.close()
+
+
+def vp8_only_viewer() -> Viewer:
+    """A viewer that accepts only VP8 (keyframes every 3000 frames: any other keyframe was asked for)."""
+    viewer = Viewer()
+    video = next(t for t in viewer.pc.getTransceivers() if t.kind == "video")
+    video.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in ("video/VP8", "video/rtx")]
+    )
+    return viewer
+
+
+async def test_a_viewers_rtcp_picture_loss_report_brings_a_keyframe(
+    server: RunningServer, client: FacecastClient
+) -> None:
+    """End to end through aiortc's real RTCP handling: the viewer's receiver sends a PLI (what a browser does
+    when it lost picture data); the server's sender records it, the session's shared encoder makes a keyframe."""
+    sid = (await client.create_session())["id"]
+    viewer = await client.watch(sid, vp8_only_viewer())
+    try:
+        await asyncio.wait_for(viewer.received.first_video_at.wait(), timeout=10)
+        output = next(p.output for p in server.registry.get(sid).peers.values() if p.output is not None)
+        assert output.video is not None and output.video.encoder is not None
+        encoder = output.video.encoder
+        assert encoder.codec == "VP8"
+        await asyncio.sleep(0.3)
+        keyframes = encoder.keyframes
+        media = next(
+            m for m in SessionDescription.parse(viewer.pc.remoteDescription.sdp).media if m.kind == "video"
+        )
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        await receiver._send_rtcp_pli(media.ssrc[0].ssrc)  # the RTCP PSFB PLI packet, over DTLS/SRTP
+        for _ in range(300):
+            if encoder.keyframes > keyframes:
+                break
+            await asyncio.sleep(0.01)
+        assert encoder.keyframes == keyframes + 1
+    finally:
+        await viewer.close()

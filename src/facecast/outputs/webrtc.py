@@ -120,7 +120,8 @@ class SessionVideoTrack(_SessionTrack):
 
         aiortc records it in the sender's private flag and only reads it when it encodes frames
         itself, which it never does for pre-encoded packets; so the flag is taken from here
-        (checked against aiortc 1.16; tests/outputs/test_video_encoder.py covers it).
+        (aiortc 1.16 has no public path; tests/server/test_webrtc.py sends a real RTCP PLI from a viewer
+        and fails if it stops producing a keyframe).
         """
         flag = "_RTCRtpSender__force_keyframe"
         if self.sender is None or not getattr(self.sender, flag, False):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -84,13 +83,11 @@ class EngineRunner:
         self._on_event = on_event
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.frames_out = 0
         self.frames_skipped = 0  # emitted with the previous image because the worker ran late
         self.failed: str | None = None
         # Late by more than this at the start of a frame: repeat the previous image instead of
         # rendering (audio and motion state still advance, so speech is neither dropped nor slowed).
         self.skip_after_ns = SKIP_AFTER_FRAMES * NS_PER_S // self.fps if clock.realtime else None
-        self.render_times_s: deque[float] = deque(maxlen=600)
 
     def start(self) -> None:
         self._thread.start()
@@ -140,9 +137,7 @@ class EngineRunner:
             image = frame.image if frame.image is not None else previous
             if image is None:
                 raise RuntimeError(f"engine left out the image of frame {frame.index} with none before it")
-            if frame.image is not None:
-                self.render_times_s.append(render_s)
-            else:
+            if frame.image is None:
                 self.frames_skipped += 1
             self._emit(frame, image, segments.pop(frame.index), due_ns, render_s)
             previous = image
@@ -200,5 +195,4 @@ class EngineRunner:
             rendered=frame.image is not None,
             utterances=[seg.utterance.id for seg in carried],
         )
-        self.frames_out += 1
         self._on_frame(out)

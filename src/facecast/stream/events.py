@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from facecast.outputs.queues import DropOldestQueue
 
@@ -28,8 +28,8 @@ class _Event:
         fields = dataclasses.asdict(self)
         return {"type": fields.pop("type"), **fields}
 
-    def stamped(self, session: str, time: float) -> Event:
-        return dataclasses.replace(self, session=session, time=round(time, 3))  # type: ignore[return-value]
+    def stamped(self, session: str, time: float) -> Self:
+        return dataclasses.replace(self, session=session, time=round(time, 3))
 
 
 @dataclass(frozen=True, kw_only=True)
