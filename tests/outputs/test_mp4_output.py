@@ -65,3 +65,7 @@ async def test_the_recorder_writes_exactly_the_session_frames(avatar: Avatar, tm
     assert recorder.error is None and recorder.state is OutputState.STOPPED
     assert count == recorder.frames >= 40 and frames[0].index == 0
     assert recorder.stats()["frames"] == recorder.frames
+    # Audio packets: AAC frames of 1024 samples, each stamped exactly one frame after the last.
+    with av.open(str(recorder.path)) as c:
+        pts = [p.pts for p in c.demux(audio=0) if p.pts is not None]
+    assert len(pts) > 10 and set(np.diff(pts).tolist()) == {1024}

@@ -4,37 +4,91 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from types import SimpleNamespace
 
+import av
 import numpy as np
 
+from facecast.frames import frame_samples
 from facecast.models.avatar import Avatar
 from facecast.models.render.engine import WarpEngine
-from facecast.outputs.base import OutputState
+from facecast.outputs.base import OutputState, StaticHost
 from facecast.outputs.webrtc import WebRtcOutput
 from facecast.stream.session import SessionRuntime
 
 
-async def test_tracks_stamp_one_clock_and_leave_together(avatar: Avatar, speech: np.ndarray) -> None:
+def raw(chunk: av.AudioFrame | av.Packet) -> av.AudioFrame:
+    assert isinstance(chunk, av.AudioFrame)  # no codec negotiated: the track hands out raw chunks
+    return chunk
+
+
+def pts(frame: av.AudioFrame | av.VideoFrame | av.Packet) -> int:
+    assert frame.pts is not None
+    return int(frame.pts)
+
+
+async def test_tracks_stamp_one_clock_audio_in_20ms_chunks(avatar: Avatar, speech: np.ndarray) -> None:
     session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
     viewer = session.add_output(WebRtcOutput())
     video, audio = viewer.video, viewer.audio
     assert video is not None and audio is not None and viewer.state is OutputState.LIVE
     session.say(speech[:16000], "test")
     session.start()
-    offsets = []
-    for _ in range(45):
-        v, a = await asyncio.wait_for(asyncio.gather(video.recv(), audio.recv()), 5)
-        assert (
-            v.time_base == Fraction(1, 90000) and a.time_base == Fraction(1, 16000) and a.sample_rate == 16000
-        )
-        assert abs(float(v.pts * v.time_base) - float(a.pts * a.time_base)) < 0.001  # same media instant
-        assert a.samples in (533, 534)
-        offsets.append(viewer.av_offset_s())
+    frames = [await asyncio.wait_for(video.recv(), 5) for _ in range(30)]
+    chunks = [raw(await asyncio.wait_for(audio.recv(), 5)) for _ in range(40)]
+    assert all(v.time_base == Fraction(1, 90000) for v in frames)
+    assert [pts(v) - pts(frames[0]) for v in frames] == [3000 * k for k in range(30)]
+    # Audio: 20 ms at 48 kHz, stamped from the same sample clock (48 kHz index = 3 x 16 kHz index),
+    # contiguous: every step exactly one chunk.
+    assert all(
+        a.samples == 960 and a.sample_rate == 48000 and a.time_base == Fraction(1, 48000) for a in chunks
+    )
+    assert [pts(a) - pts(chunks[0]) for a in chunks] == [960 * k for k in range(40)]
+    # The first chunk starts where a frame's audio starts (the frame this viewer began with).
+    assert pts(chunks[0]) % 3 == 0 and pts(chunks[0]) // 3 in {frame_samples(k, 30)[0] for k in range(100)}
     stats = viewer.stats()
-    assert stats["video"]["sent"] == stats["audio"]["sent"] == 45
+    assert stats["video"]["sent"] == 30 and stats["audio"]["sent"] == 40
     await session.close()
     assert viewer.state is OutputState.STOPPED and video.readyState == "ended"
-    assert max(abs(o) for o in offsets if o is not None) < 0.02
+
+
+def test_audio_leaves_on_its_own_media_time_not_before() -> None:
+    """Fake clock: the session's frames arrive on schedule; each 20 ms chunk waits for its media time."""
+    viewer, fast = WebRtcOutput(), WebRtcOutput(keep_all=True)
+    viewer.start(StaticHost(fps=30, size=128))
+    fast.start(StaticHost(fps=30, size=128))
+    audio = viewer.audio
+    assert audio is not None
+    t0 = 100.0
+    frame = SimpleNamespace(audio_time_s=1 / 30)  # frame 1, arriving on time
+    audio.arrived(frame, now=t0 + 1 / 30)  # type: ignore[arg-type]
+    # Chunk [40, 60) ms is complete with frame 1 (which covers 33-67 ms) at 33 ms: it waits 6.7 ms.
+    assert abs(audio.release_wait_s(0.040, now=t0 + 1 / 30) - (0.040 - 1 / 30)) < 1e-9
+    # Chunk [20, 40) ms became complete only now, after its start: it leaves at once.
+    assert audio.release_wait_s(0.020, now=t0 + 1 / 30) == 0.0
+    # A frame that reached the viewer late (fan-out delay) does not move the schedule later.
+    audio.arrived(SimpleNamespace(audio_time_s=2 / 30), now=t0 + 2 / 30 + 0.050)  # type: ignore[arg-type]
+    assert abs(audio.release_wait_s(0.080, now=t0 + 2 / 30) - (0.080 - 2 / 30)) < 1e-9
+    # A simulation reading faster than real time never waits.
+    assert fast.audio is not None
+    fast.audio.arrived(frame, now=t0)  # type: ignore[arg-type]
+    assert fast.audio.release_wait_s(10.0, now=t0) == 0.0
+
+
+async def test_a_late_viewer_starts_from_the_newest_frame(avatar: Avatar) -> None:
+    """Frames queued while a viewer connects are not sent in a burst (it would inflate jitter buffers)."""
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    viewer = session.add_output(WebRtcOutput())
+    video, audio = viewer.video, viewer.audio
+    assert video is not None and audio is not None
+    session.start()
+    while len(audio.queue) < 10:  # the viewer is still connecting
+        await asyncio.sleep(0.02)
+    newest = len(audio.queue) + audio.queue.dropped - 1  # frames 0, 1, ... were queued in order
+    first = raw(await asyncio.wait_for(audio.recv(), 5))
+    assert pts(first) >= newest * 1600  # 48 kHz index of the newest frame's first sample
+    assert audio.queue.dropped >= 9
+    await session.close()
 
 
 async def test_stale_speech_after_interrupt_is_never_sent(avatar: Avatar, speech: np.ndarray) -> None:
@@ -52,7 +106,7 @@ async def test_stale_speech_after_interrupt_is_never_sent(avatar: Avatar, speech
         await asyncio.sleep(0.01)
     session.interrupt()
     for _ in range(10):
-        a = await asyncio.wait_for(audio.recv(), 5)
+        a = raw(await asyncio.wait_for(audio.recv(), 5))
         assert not a.to_ndarray().any()
     session.remove_output(viewer)
     assert video.readyState == "ended" and viewer not in session.outputs
@@ -64,6 +118,6 @@ async def test_audio_only_viewer_gets_no_video_track(avatar: Avatar) -> None:
     viewer = session.add_output(WebRtcOutput(video=False))
     assert viewer.video is None and viewer.audio is not None and viewer.tracks() == [viewer.audio]
     session.start()
-    frame = await asyncio.wait_for(viewer.audio.recv(), 5)
-    assert frame.sample_rate == 16000
+    frame = raw(await asyncio.wait_for(viewer.audio.recv(), 5))
+    assert frame.sample_rate == 48000 and frame.samples == 960
     await session.close()

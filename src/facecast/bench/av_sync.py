@@ -1,9 +1,10 @@
 """`facecast bench av_sync`: A/V sync at the output tracks over a long simulated session.
 
 A session with the real engine runs faster than real time (free-running clock) for --minutes of
-media, speaking a file over and over with pauses; its aiortc video and audio tracks are read
-in lock-step. For each video frame: |video pts - audio pts| of the same media instant, whether
-the audio sent with frame k is exactly the speech that frame k was rendered from, and the lag
+media, speaking a file over and over with pauses; its aiortc video track is read frame by frame and
+its audio track (20 ms chunks at 48 kHz) as far as each frame's audio reaches. For each video frame:
+|video pts - audio pts| of the same media instant, whether the audio sent for frame k is exactly the
+speech that frame k was rendered from (every third 48 kHz sample is a 16 kHz input sample), and the lag
 that best correlates the mouth opening with the speech loudness in the first and the last minute
 (drift would move it). Then a real-time stretch measures the send-time offset between the two
 tracks. The last line printed is one JSON object.
@@ -18,9 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 from facecast.bench.live_latency import mouth_open_cm
+from facecast.outputs.audio_packets import pts_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,13 +86,25 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.perf_counter()
     session.start()
     pts_err, content_err, opening, rms = 0.0, 0.0, [], []
+    received = np.empty(0, np.int16)  # audio sent and not yet compared, 48 kHz, from received_pts on
+    received_pts: int | None = None
     for k in range(n_frames):
-        v, a = await asyncio.gather(video.recv(), audio.recv())
+        v = await video.recv()
         out = video.last_sent
         assert out is not None and out.index == k
-        pts_err = max(pts_err, abs(_seconds(v) - _seconds(a)))
         lo, hi = frame_samples(k, args.fps)
-        sent = a.to_ndarray().reshape(-1).astype(np.float32) / 32767.0
+        while received_pts is None or received_pts + received.size < 3 * hi:
+            a = await audio.recv()
+            assert isinstance(a, av.AudioFrame)  # no codec negotiated: raw 20 ms chunks
+            if received_pts is None:
+                received_pts = pts_of(a)
+            if a.pts != received_pts + received.size:
+                raise RuntimeError(f"audio chunk at {a.pts} where {received_pts + received.size} was due")
+            received = np.concatenate([received, a.to_ndarray().reshape(-1)])
+        # The audio timeline is contiguous (checked above), so sample 3*lo sits at its own offset.
+        pts_err = max(pts_err, abs(_seconds(v) - 3 * lo / 48000))
+        sent = received[3 * lo - received_pts : 3 * hi - received_pts : 3].astype(np.float32) / 32767.0
+        received, received_pts = received[3 * hi - received_pts :], 3 * hi
         content_err = max(content_err, float(np.abs(sent - expected[lo:hi]).max()))
         opening.append(mouth_open_cm(out))
         rms.append(float(np.sqrt(np.mean(expected[lo:hi] ** 2))))
@@ -108,9 +123,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     assert viewer.video is not None and viewer.audio is not None
     live.start()
     offsets = []
+
+    async def drain_audio() -> None:
+        assert viewer.audio is not None
+        while True:
+            await viewer.audio.recv()
+
+    audio_task = asyncio.ensure_future(drain_audio())
     for _ in range(int(args.realtime_seconds * args.fps)):
-        await asyncio.gather(viewer.video.recv(), viewer.audio.recv())
+        await viewer.video.recv()
         offsets.append(viewer.av_offset_s() or 0.0)
+    audio_task.cancel()
     await live.close()
     result = {
         "bench": "av_sync",

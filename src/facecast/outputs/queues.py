@@ -44,6 +44,12 @@ class DropOldestQueue(Generic[T]):
         self.closed = True
         self._wake.set()
 
+    def keep_newest(self) -> None:
+        """Drops every item but the newest (a consumer starting late wants now, not a backlog)."""
+        while len(self._items) > 1:
+            self._items.popleft()
+            self.dropped += 1
+
     def __len__(self) -> int:
         return len(self._items)
 

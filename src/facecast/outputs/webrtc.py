@@ -1,20 +1,24 @@
 """A WebRTC viewer: one output holding the aiortc video and audio tracks of one peer.
 
-The session paces frames, so recv() just waits for the next one (no sleeping here). Both tracks stamp
-pts from the one sample clock. Stale frames (speech from before an interrupt, host.is_stale) are never
-sent: video skips them, audio substitutes silence with the same pts so the audio timeline (which the
-Opus encoder counts in samples) stays continuous.
+The session paces frames; both tracks stamp pts from the one sample clock. Stale frames (speech from
+before an interrupt, host.is_stale) are never sent: video skips them, audio substitutes silence so the
+audio timeline stays continuous.
 
-Once negotiation picked the video codec (`use_codec`), the video track hands aiortc the session's
-shared encoder output (av.Packet) instead of raw frames; without it (tests, or a codec with no shared
-encoder) it returns raw frames and aiortc encodes per viewer.
+Video: once negotiation picked the codec (`use_codec`), the track hands aiortc the session's shared
+encoder output (av.Packet) instead of raw frames; without it (tests, or a codec with no shared encoder)
+it returns raw frames and aiortc encodes per viewer.
+
+Audio leaves as 20 ms packets (audio_packets.py), each released at its own media time on the session's
+wall-clock schedule, so RTCP sender reports map video frame k and the audio it covers to the same wall
+time and a browser's jitter buffer sees a steady stream. A viewer starts from the newest frame: the
+frames queued while it connected would otherwise leave in one burst and inflate its jitter buffers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from fractions import Fraction
 from typing import Any
 
 import av
@@ -22,7 +26,8 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
-from facecast.frames import AUDIO_RATE_HZ, OutputFrame
+from facecast.frames import OutputFrame, frame_samples
+from facecast.outputs.audio_packets import UPSAMPLE, AudioPacketizer, start_s
 from facecast.outputs.base import Output, OutputHost
 from facecast.outputs.queues import Closed, DropOldestQueue
 from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
@@ -30,6 +35,7 @@ from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
 VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than falling behind
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
 SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
+SCHEDULE_FRAMES = 30  # arrivals (~1 s) from which the session's wall-clock schedule is estimated
 
 
 class _SessionTrack(MediaStreamTrack):
@@ -37,6 +43,8 @@ class _SessionTrack(MediaStreamTrack):
         super().__init__()
         self.host = host
         self.queue: DropOldestQueue[OutputFrame] = DropOldestQueue(maxlen)
+        self.realtime = maxlen is not None  # False: a simulation reading faster than real time
+        self._started = False
         self.sent = 0
         self.last_sent: OutputFrame | None = None
         self.last_anchor_s: float | None = None  # wall clock minus media time of the last frame sent
@@ -47,6 +55,10 @@ class _SessionTrack(MediaStreamTrack):
     async def _next(self) -> OutputFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if not self._started:
+            self._started = True
+            if self.realtime:
+                self.queue.keep_newest()
         try:
             return await self.queue.get()
         except Closed:
@@ -141,21 +153,58 @@ class SessionAudioTrack(_SessionTrack):
 
     def __init__(self, host: OutputHost, maxlen: int | None = AUDIO_QUEUE_FRAMES) -> None:
         super().__init__(host, maxlen)
+        self.packetizer = AudioPacketizer(opus=False)
+        self._ready: deque[tuple[av.AudioFrame, OutputFrame]] = deque()  # 20 ms chunks to send
+        self._recent: deque[OutputFrame] = deque(maxlen=3)  # the frames the chunks in _ready came from
+        self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
 
-    async def recv(self) -> av.AudioFrame:
-        out = await self._next()
-        self._mark(out, out.audio_time_s)
-        if self.host.is_stale(out):
-            return silent_like(out.audio_frame)
-        return out.audio_frame
+    def use_codec(self, codec: str) -> bool:
+        """Negotiated `codec`: Opus is encoded here, 20 ms per packet (False: aiortc encodes raw frames)."""
+        if codec.lower() != "opus":
+            return False
+        self.packetizer = AudioPacketizer(opus=True)
+        return True
+
+    def arrived(self, out: OutputFrame, now: float | None = None) -> None:
+        """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
+        self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
+
+    async def recv(self) -> av.AudioFrame | av.Packet:
+        while not self._ready:
+            out = await self._next()
+            pcm = out.audio_frame.to_ndarray().reshape(-1)
+            if self.host.is_stale(out):
+                pcm = np.zeros_like(pcm)
+            self._recent.append(out)
+            self._ready.extend(
+                (chunk, out) for chunk in self.packetizer.push(pcm, frame_samples(out.index, out.fps)[0])
+            )
+        chunk, out = self._ready.popleft()
+        wait = self.release_wait_s(start_s(chunk), time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._mark(out, start_s(chunk))
+        # An interrupt while the chunk waited silences the part of it that became stale.
+        stale = [_span_48k(f) for f in self._recent if self.host.is_stale(f)]
+        return self.packetizer.encode(chunk, mute=stale)
+
+    def release_wait_s(self, start_s: float, now: float) -> float:
+        """How long a chunk beginning at media time `start_s` waits before it may leave (0: now).
+
+        Not before its own media time on the session's schedule: a frame carries audio up to 33 ms
+        ahead of its start, and sending that early would make the RTCP sender reports (which pair an
+        RTP time with the wall time it left) place audio before the video it belongs to. The schedule
+        is the earliest recent arrival (fan-out only ever adds delay). Simulations do not wait.
+        """
+        if not self.realtime or not self._schedule:
+            return 0.0
+        return max(0.0, min(self._schedule) + start_s - now)
 
 
-def silent_like(frame: av.AudioFrame) -> av.AudioFrame:
-    silence = av.AudioFrame.from_ndarray(np.zeros((1, frame.samples), np.int16), format="s16", layout="mono")
-    silence.sample_rate = AUDIO_RATE_HZ
-    silence.pts = frame.pts
-    silence.time_base = Fraction(1, AUDIO_RATE_HZ)
-    return silence
+def _span_48k(frame: OutputFrame) -> tuple[int, int]:
+    """Frame's audio as a 48 kHz sample range of the media timeline."""
+    lo, hi = frame_samples(frame.index, frame.fps)
+    return lo * UPSAMPLE, hi * UPSAMPLE
 
 
 class WebRtcOutput(Output):
@@ -186,6 +235,8 @@ class WebRtcOutput(Output):
         return [t for t in (self.video, self.audio) if t is not None]
 
     def on_frame(self, frame: OutputFrame) -> None:
+        if self.audio is not None:
+            self.audio.arrived(frame)
         for track in self.tracks():
             track.queue.put(frame)
 
