@@ -39,6 +39,7 @@ function emptyStats() {
   return {
     fps: 0, // frames decoded per second over the last stats interval (getStats)
     presentedFps: 0, // frames painted per second (requestVideoFrameCallback)
+    framesPresented: 0, // frames painted since the session connected (one callback loop counts them)
     framesDecoded: 0,
     framesDropped: 0,
     frameWidth: 0,
@@ -268,10 +269,13 @@ async function startSession() {
 }
 
 function showViewLink(session) {
-  // The server's link carries the session's own token, which is all the view page may use.
-  let url = (session.links && session.links.view) || `/v1/sessions/${encodeURIComponent(session.id)}/view`;
-  const token = localStorage.getItem(TOKEN_KEY);
-  if (token && !/[?&]token=/.test(url)) url += `${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+  // The link gets shared (OBS): it carries the session's watch-only view token, never the API token.
+  let url = session.links && session.links.view;
+  if (!url) {
+    const params = new URLSearchParams({ session: session.id });
+    if (session.view_token) params.set("token", session.view_token);
+    url = `/view.html?${params}`;
+  }
   const link = $("view-link");
   link.href = url;
   link.hidden = false;
@@ -316,7 +320,7 @@ async function connect(session) {
     }
   }, CONNECT_TIMEOUT_MS);
   statsTimer = setInterval(() => pollStats(pc), STATS_INTERVAL_MS);
-  watchFrames();
+  watchFrames(pc);
 }
 
 /** Resolves when the browser has gathered every candidate, or after `ms` with what it has. */
@@ -387,6 +391,7 @@ async function stopSession() {
 function teardown() {
   clearInterval(statsTimer);
   clearTimeout(connectTimer);
+  stopWatchingFrames();
   if (sessionAbort) sessionAbort.abort();
   sessionAbort = null;
   if (facecast.pc) {
@@ -398,6 +403,10 @@ function teardown() {
   facecast.remoteStream = null;
   audioSender = null;
   facecast.sessionId = null;
+  // No session, no figures: the last fps and round trip must not linger after Stop.
+  facecast.stats = emptyStats();
+  lastVideo = null;
+  showFigures(facecast.stats);
   $("video").srcObject = null;
   $("session-id").textContent = "–";
   $("view-link").hidden = true;
@@ -441,6 +450,7 @@ async function pollStats(pc) {
   } catch {
     return; // closed meanwhile
   }
+  if (pc !== facecast.pc) return; // stopped while waiting: the figures are blank now
   const s = facecast.stats;
   let transport = null;
   let pairs = [];
@@ -472,19 +482,31 @@ async function pollStats(pc) {
   if (pair && typeof pair.currentRoundTripTime === "number") s.rttMs = pair.currentRoundTripTime * 1000;
   s.at = performance.now();
 
+  showFigures(s);
+}
+
+function showFigures(s) {
   $("fps").textContent = s.fps ? s.fps.toFixed(1) : "–";
   $("rtt").textContent = s.rttMs === null ? "–" : s.rttMs.toFixed(1);
   $("audio-level").textContent = s.audioPacketsReceived ? `${Math.round(s.audioLevel * 100)}%` : "–";
 }
 
-// Counts frames actually painted (not just decoded), one second at a time.
-function watchFrames() {
+// The one requestVideoFrameCallback loop ({video, handle}); a new session's loop replaces it.
+let frameWatch = null;
+
+// Counts frames actually painted (not just decoded), one second at a time, for the session of `pc`.
+function watchFrames(pc) {
+  stopWatchingFrames();
   const video = $("video");
   if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
+  const watch = { video, handle: 0 };
+  frameWatch = watch;
   let windowStart = 0;
   let count = 0;
   const onFrame = (now) => {
-    if (!facecast.pc) return;
+    // A callback still pending from an earlier session's loop ends here (cancel is the first guard).
+    if (frameWatch !== watch || pc !== facecast.pc) return;
+    facecast.stats.framesPresented += 1;
     if (!windowStart) windowStart = now;
     count += 1;
     if (now - windowStart >= 1000) {
@@ -492,9 +514,16 @@ function watchFrames() {
       windowStart = now;
       count = 0;
     }
-    video.requestVideoFrameCallback(onFrame);
+    watch.handle = video.requestVideoFrameCallback(onFrame);
   };
-  video.requestVideoFrameCallback(onFrame);
+  watch.handle = video.requestVideoFrameCallback(onFrame);
+}
+
+function stopWatchingFrames() {
+  if (frameWatch && frameWatch.handle && "cancelVideoFrameCallback" in frameWatch.video) {
+    frameWatch.video.cancelVideoFrameCallback(frameWatch.handle);
+  }
+  frameWatch = null;
 }
 
 // ---- events (SSE) ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 // Bare view of one session (OBS Browser Source): connects by itself, plays video and audio
 // full-frame, and reconnects when the connection drops. The session id comes from the path
-// (/v1/sessions/{id}/view) or from ?session=ID; an optional ?token= is sent as the bearer token.
+// (/v1/sessions/{id}/view) or from ?session=ID; an optional ?token= is sent as the bearer token
+// (the session's watch-only view token, from its links.view).
 //
 // It watches through WHEP (a receive-only viewer; several may watch one session) with a complete
-// offer: ICE is gathered before the POST, as the server answers once.
+// offer: ICE is gathered before the POST, as the server answers once. The server's STUN/TURN servers
+// come first, from GET /v1/sessions/{id}/ice_servers.
 
 import { ApiClient, errorFromText } from "/api.js";
 
@@ -21,7 +23,7 @@ const video = document.getElementById("video");
 const message = document.getElementById("message");
 
 // For tests and debugging, like window.facecast on the client page.
-const view = { state: "idle", sessionId, errors: [], pc: null };
+const view = { state: "idle", sessionId, errors: [], pc: null, iceServers: null };
 window.facecastView = view;
 
 let retryMs = RETRY_MIN_MS;
@@ -35,7 +37,9 @@ function say(text) {
 
 async function connect() {
   view.state = "connecting";
-  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  const ice = await api.request("GET", `/v1/sessions/${encodeURIComponent(sessionId)}/ice_servers`);
+  view.iceServers = (ice && ice.ice_servers) || [];
+  const pc = new RTCPeerConnection({ iceServers: view.iceServers, bundlePolicy: "max-bundle" });
   view.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });

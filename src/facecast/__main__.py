@@ -22,12 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries whose INFO lines are per-connection chatter (aioice logs ~15 candidate-pair state changes for
+# every WebRTC peer): WARNING and above only, unless --verbose.
+CHATTY_LOGGERS = ("aioice", "aiortc")
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO (DEBUG with --verbose) to stderr; MediaPipe's native lines and aioice/aiortc INFO only when verbose."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    if verbose:
+        from facecast.models.face import landmarks  # light: mediapipe itself loads only to detect
+
+        landmarks.quiet_native_logs = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:

@@ -13,6 +13,10 @@ from typing import Any
 
 import yaml
 
+# Square frame and avatar sizes in pixels, the same range for every --size: avatar preparation keeps crops of
+# 128..1024 px (facecast.models.avatar), and H.264's yuv420p needs an even size.
+MIN_SIZE, MAX_SIZE = 128, 1024
+
 
 def default_home() -> Path:
     """Where facecast keeps its data (avatar store, recordings): $FACECAST_HOME or ~/.local/share/facecast."""

@@ -6,9 +6,10 @@ with the speech: `facecast bench lipsync` on the server's recording of exactly w
 the page gives correlation >= 0.5 with the best lag within +-2 frames.
 
 Also: the page's error paths (an API error, an unreachable server, a refused microphone), typed
-text with Interrupt and the SSE event log, and the bare OBS view page.
+text with Interrupt and the SSE event log, the bare OBS view page, and (issue 11) Stop blanking the
+figures and a restarted session counting its frames once.
 
-Runtime: about 45 s on an idle 2-core machine (the streaming test about 30 s of it: ~15 s of
+Runtime: about 60 s on an idle 2-core machine (the streaming test about 30 s of it: ~15 s of
 streaming, then face tracking on the recording).
 """
 
@@ -248,7 +249,7 @@ async def test_view_page_plays_the_session_with_its_own_token(
     session = json.loads(api_call(live_server, "POST", "/v1/sessions", {}))
     try:
         view_url = session["links"]["view"]
-        assert "token=" in view_url  # the session's own token, which is all the page gets
+        assert f"token={session['view_token']}" in view_url  # watch-only: all the page gets
         async with chromium_page(tmp_path / "profile", auto_accept_media=False) as page:
             await page.goto(live_server.base_url + view_url)
             await page.wait_for_function(
@@ -302,3 +303,50 @@ async def test_page_says_text_interrupts_and_logs_events(live_server: ServerProc
     finished = next(data for t, data in events if t == "playback_finished")
     assert finished["interrupted"] is True, finished
     assert "speaking_started" in log_text and "interrupted" in log_text, log_text
+
+
+async def test_stop_blanks_the_figures_and_a_restart_counts_frames_once(
+    live_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 11 a+b: after Stop the figures are blank (no stale fps / round trip), and a second
+    session runs exactly one frame-counting loop (the fps figures are not doubled). The view link
+    carries the session's view token, never the API token saved in the page."""
+    figures = "() => ['#fps', '#rtt', '#audio-level'].map(s => document.querySelector(s).textContent)"
+    async with chromium_page(tmp_path / "profile", auto_accept_media=False) as page:
+        await page.goto(live_server.base_url + "/")
+        await page.wait_for_selector("body[data-ready='true']", timeout=UI_TIMEOUT_MS)
+        await page.fill("#token", "api-token-not-for-sharing")  # this server needs none; it is sent anyway
+        await page.click("#save-token")
+        for attempt in range(2):
+            await page.click("#start-session")
+            await page.wait_for_function(
+                "() => window.facecast.state === 'connected' || window.facecast.errors.length",
+                timeout=UI_TIMEOUT_MS,
+            )
+            await assert_no_page_error(page, f"connecting (session {attempt + 1})")
+            await page.wait_for_function(
+                "() => document.querySelector('#fps').textContent !== '–'"
+                " && window.facecast.stats.presentedFps > 0",
+                timeout=UI_TIMEOUT_MS,
+            )
+            href = await page.get_attribute("#view-link", "href")
+            assert href and "api-token-not-for-sharing" not in href and "token=" in href, href
+            if attempt == 1:
+                break
+            await page.click("#stop-session")
+            await page.wait_for_function("() => window.facecast.state === 'idle'", timeout=UI_TIMEOUT_MS)
+            assert await page.evaluate(figures) == ["–", "–", "–"]
+            await asyncio.sleep(1.5)  # a stats poll in flight at Stop must not bring them back
+            assert await page.evaluate(figures) == ["–", "–", "–"]
+
+        before = await page.evaluate("() => [performance.now(), window.facecast.stats.framesPresented]")
+        await asyncio.sleep(3.0)
+        after = await page.evaluate("() => [performance.now(), window.facecast.stats.framesPresented]")
+        counted_fps = (after[1] - before[1]) / ((after[0] - before[0]) / 1000)
+        shown = float(await page.inner_text("#fps"))
+        presented = await page.evaluate("() => window.facecast.stats.presentedFps")
+        await assert_no_page_error(page, "the second session")
+        await page.click("#stop-session")
+    print(f"second session: shown {shown} fps, presented {presented:.1f} fps, counted {counted_fps:.1f} fps")
+    # The server sends 30 fps: two loops would count every frame twice (about 60).
+    assert 0 < shown < 45 and 0 < presented < 45 and 5 < counted_fps < 45, (shown, presented, counted_fps)

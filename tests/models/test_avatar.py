@@ -74,3 +74,18 @@ def test_refusals_write_nothing(tmp_path: Path, media_dir: Path, case: str) -> N
         store.add(data)
     assert ". " not in str(info.value) and "\n" not in str(info.value)  # one sentence
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+def test_a_given_name_renames_a_stored_photo(tmp_path: Path, media_dir: Path) -> None:
+    store = AvatarStore(tmp_path)
+    photo = tmp_path / "grace.png"
+    photo.write_bytes((media_dir / "grace_hopper_512.png").read_bytes())
+    first = store.add(photo.read_bytes(), name="first", size=128)
+    again = store.add(photo.read_bytes(), name="second", size=128)
+    assert again.id == first.id and again.meta["name"] == "second"
+    assert store.get(first.id).meta["name"] == "second"
+    assert [m["name"] for m in store.list()] == ["second"]
+    assert store.add(photo.read_bytes(), size=128).meta["name"] == "second"  # no name: kept
+    assert store.add(photo.read_bytes(), name="x", size=128, rename=False).meta["name"] == "second"
+    assert store.resolve(str(photo), size=128).meta["name"] == "second"  # a file name passed to render: kept
+    assert sorted(p.name for p in (tmp_path / first.id).iterdir()) == sorted(AvatarStore.FILES)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from facecast.cli.common import add_config_options, avatar_dir, settings_from
+from facecast.cli.common import add_config_options, add_size_option, avatar_dir, settings_from
 from facecast.cli.errors import CliError
 
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     avatar_sub = parser.add_subparsers(dest="avatar_command", required=True, metavar="ACTION")
     add = avatar_sub.add_parser("add", help="prepare PHOTO and store it; prints the avatar id")
     add.add_argument("photo", type=Path, help="portrait image (PNG, JPEG, WebP...) with exactly one face")
-    add.add_argument("--size", type=int, default=512, help="square crop size in pixels (default 512)")
+    add_size_option(add, "square crop size in pixels", "default 512", default=512)
     add.add_argument("--name", default="", help="a label shown in lists (default: the file name)")
     add_config_options(add)
     add.set_defaults(func=_add)

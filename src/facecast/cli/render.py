@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facecast.cli.common import add_config_options, avatar_dir, settings_from
+from facecast.cli.common import add_config_options, add_size_option, avatar_dir, settings_from
 from facecast.cli.errors import CliError
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio", required=True, type=Path, help="speech recording")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output .mp4 (H.264 + AAC)")
     parser.add_argument("--fps", type=int, choices=[25, 30], default=None, help="frame rate (default 30)")
-    parser.add_argument("--size", type=int, default=None, help="output frame size in pixels (default 512)")
+    add_size_option(
+        parser, "output frame size in pixels", "default from config: 512; a multiple of 8 for aniportrait"
+    )
     parser.add_argument("--pose-template", type=Path, help="AniPortrait head-pose template (N, 6) .npy")
     parser.add_argument(
         "--no-head-motion", action="store_true", help="keep the head still (mouth and blinks only)"
@@ -76,7 +78,7 @@ def _render(args: argparse.Namespace) -> int:
     if engine == "aniportrait":
         from facecast.cli.render_aniportrait import render_aniportrait
 
-        return render_aniportrait(args, avatar, audio, template, fps)
+        return render_aniportrait(args, avatar, audio, template, fps, size)
     with tqdm(total=len(audio), unit="sample", unit_scale=True, desc="render", disable=args.quiet) as bar:
         frames = render_warp(
             avatar, audio, args.output, fps=fps, size=size, seed=seed, pose_template=template,

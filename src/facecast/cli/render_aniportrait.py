@@ -15,8 +15,14 @@ ANIPORTRAIT_FPS = 30
 
 
 def render_aniportrait(
-    args: argparse.Namespace, avatar: Avatar, audio: np.ndarray, template: np.ndarray | None, fps: int
+    args: argparse.Namespace,
+    avatar: Avatar,
+    audio: np.ndarray,
+    template: np.ndarray | None,
+    fps: int,
+    size: int,
 ) -> int:
+    """size: --size, else the config's render.size (a tiny-weights fixture config may go below --size's range)."""
     import cv2
     from tqdm import tqdm
 
@@ -37,7 +43,6 @@ def render_aniportrait(
         raise CliError(
             "the aniportrait engine needs --weights DIR (the pretrained_model folder of the release)"
         )
-    size = args.size or 512
     if size % 8:
         raise CliError(f"--size {size} must be a multiple of 8 for the aniportrait engine")
     seed = 42 if args.seed is None else args.seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facecast.cli.common import settings_from
+from facecast.cli.common import add_size_option, settings_from
 from facecast.cli.errors import CliError
 
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=None, help="TCP port (default from config: 8080)")
     parser.add_argument("--home", type=Path, default=None, help="data folder: avatar store and recordings")
     parser.add_argument("--fps", type=int, choices=(25, 30), default=None, help="default session frame rate")
-    parser.add_argument("--size", type=int, default=None, help="output frame size in pixels (square)")
+    add_size_option(parser, "output frame size in pixels (square)", "default from config: 512")
     parser.add_argument(
         "--weights",
         type=Path,
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=None,
         metavar="ADDR",
-        help="address to offer as ICE host candidate (repeatable; default: all non-loopback interfaces)",
+        help="address to offer as ICE host candidate (repeatable; default: 127.0.0.1 when listening on "
+        "loopback, else all non-loopback interfaces)",
     )
     parser.add_argument(
         "--cors-origin",

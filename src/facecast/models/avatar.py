@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facecast.config import MAX_SIZE, MIN_SIZE
 from facecast.models.face.crop import crop_square, head_and_shoulders_box
 from facecast.models.face.geometry import fit_face_geometry
 from facecast.models.face.landmarks import detect_faces
@@ -28,7 +30,6 @@ from facecast.models.face.landmarks import detect_faces
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 MIN_FACE_WIDTH_PX = 64  # cheek-to-cheek width in the original photo
-MIN_SIZE, MAX_SIZE = 128, 1024
 
 
 class AvatarError(ValueError):
@@ -127,11 +128,19 @@ class AvatarStore:
             raise KeyError(avatar_id)
         return self.root / avatar_id
 
-    def add(self, data: bytes, *, name: str = "", size: int = 512) -> Avatar:
-        """Prepare and store a photo; the same bytes and size give the same avatar without recomputing."""
+    def add(self, data: bytes, *, name: str = "", size: int = 512, rename: bool = True) -> Avatar:
+        """Prepare and store a photo; the same bytes and size give the same avatar without recomputing.
+
+        A non-empty `name` for a photo already stored becomes its name, unless rename=False (a name that is
+        only a default, such as the file name of a photo passed to `render`).
+        """
         aid = avatar_id(data, size)
         if (self._dir(aid) / "meta.json").is_file():
-            return self.get(aid)
+            avatar = self.get(aid)
+            if rename and name and avatar.meta.get("name") != name:
+                avatar.meta["name"] = name
+                self._write_meta(aid, avatar.meta)
+            return avatar
         avatar = prepare_avatar(data, size=size, name=name)
         avatar.id = aid
         avatar.meta.update(id=aid, created=time.time(), sha256=hashlib.sha256(data).hexdigest())
@@ -151,6 +160,17 @@ class AvatarStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return avatar
+
+    def _write_meta(self, avatar_id: str, meta: dict[str, Any]) -> None:
+        """Replace meta.json whole (written beside it, then renamed): readers never see half a file."""
+        folder = self._dir(avatar_id)
+        tmp = folder / f".meta-{uuid.uuid4().hex}.json"
+        try:
+            tmp.write_text(json.dumps(meta, indent=1))
+            tmp.replace(folder / "meta.json")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def get(self, avatar_id: str) -> Avatar:
         folder = self._dir(avatar_id)
@@ -187,13 +207,13 @@ class AvatarStore:
     def default(self) -> Avatar:
         """The bundled public-domain portrait (Grace Hopper), added on first use."""
         data = resources.files("facecast.assets").joinpath("default_portrait.png").read_bytes()
-        return self.add(data, name="default (Grace Hopper)")
+        return self.add(data, name="default (Grace Hopper)", rename=False)
 
     def resolve(self, ref: str, *, size: int = 512) -> Avatar:
         """An avatar id in the store, or a path to a photo (added to the store)."""
         path = Path(ref)
         if path.is_file():
-            return self.add(path.read_bytes(), name=path.name, size=size)
+            return self.add(path.read_bytes(), name=path.name, size=size, rename=False)
         try:
             return self.get(ref)
         except KeyError:

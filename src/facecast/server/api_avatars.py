@@ -15,34 +15,62 @@ def _public(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if not isinstance(v, (bytes, bytearray))}
 
 
+MAX_NAME_CHARS = 200
+
+
 async def read_multipart_file(request: web.Request, field: str, max_bytes: int) -> tuple[bytes, str]:
     """The bytes and filename of multipart `field`, refusing more than `max_bytes`."""
+    data, filename, _ = await read_multipart_form(request, field, max_bytes)
+    return data, filename
+
+
+async def read_multipart_form(
+    request: web.Request, field: str, max_bytes: int, text_fields: tuple[str, ...] = ()
+) -> tuple[bytes, str, dict[str, str]]:
+    """The bytes and filename of multipart file `field`, and the `text_fields` present (before or after it)."""
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with a '{field}' field")
     reader = await request.multipart()
+    found: tuple[bytes, str] | None = None
+    texts: dict[str, str] = {}
     async for part in reader:
-        if getattr(part, "name", None) != field:
-            continue
-        data = bytearray()
-        while chunk := await part.read_chunk(64 * 1024):  # type: ignore[union-attr]
-            data += chunk
-            if len(data) > max_bytes:
-                raise ApiError(413, "payload_too_large", f"the upload is larger than {max_bytes} bytes")
-        return bytes(data), getattr(part, "filename", None) or ""
-    raise ApiError(400, "missing_field", f"multipart field '{field}' is missing")
+        name = getattr(part, "name", None)
+        if name in text_fields and name not in texts:
+            raw = await part.read()  # type: ignore[union-attr]
+            if len(raw) > MAX_NAME_CHARS * 4:
+                raise ApiError(400, "bad_field", f"multipart field '{name}' is too long")
+            texts[name] = raw.decode("utf-8", "replace")
+        elif name == field and found is None:
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):  # type: ignore[union-attr]
+                data += chunk
+                if len(data) > max_bytes:
+                    raise ApiError(413, "payload_too_large", f"the upload is larger than {max_bytes} bytes")
+            found = bytes(data), getattr(part, "filename", None) or ""
+            if not text_fields:
+                break
+    if found is None:
+        raise ApiError(400, "missing_field", f"multipart field '{field}' is missing")
+    return found[0], found[1], texts
 
 
 async def create_avatar(request: web.Request) -> web.Response:
+    """POST /v1/avatars: multipart `image` and an optional `name` (default: the image's file name).
+
+    The same image again returns the stored avatar, renamed to this upload's name."""
     from facecast.models.avatar import AvatarError
 
     registry = request.app[REGISTRY]
-    data, filename = await read_multipart_file(request, "image", registry.settings.server.max_upload_bytes)
+    data, filename, texts = await read_multipart_form(
+        request, "image", registry.settings.server.max_upload_bytes, ("name",)
+    )
     if not data:
         raise ApiError(400, "empty_upload", "the uploaded image is empty")
+    name = (texts.get("name") or "").strip()[:MAX_NAME_CHARS] or filename
     size = registry.settings.render.size
     try:
         avatar = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: registry.avatars.add(data, name=filename, size=size)
+            None, lambda: registry.avatars.add(data, name=name, size=size)
         )
     except AvatarError as exc:
         raise ApiError(422, "bad_avatar", str(exc)) from None

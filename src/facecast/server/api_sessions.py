@@ -10,7 +10,9 @@ from aiohttp import web
 
 from facecast.outputs.recorder import Recorder
 from facecast.server.errors import ApiError, read_json
+from facecast.server.registry import LiveSession
 from facecast.server.state import METRICS, REGISTRY
+from facecast.server.webrtc import client_ice_servers
 
 FPS_CHOICES = (25, 30)
 
@@ -29,16 +31,26 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_fps", f"fps must be one of {', '.join(map(str, FPS_CHOICES))}")
     live = await registry.create(avatar, engine, fps)
     live.runtime.add_output(request.app[METRICS].frame_timings())
-    info = live.describe() | {"token": live.runtime.token}
-    info["links"] = {
-        "webrtc": f"/v1/sessions/{live.id}/webrtc",
-        "whep": f"/v1/sessions/{live.id}/whep",
-        "whip": f"/v1/sessions/{live.id}/whip",
-        "audio": f"/v1/sessions/{live.id}/audio",
-        "events": f"/v1/sessions/{live.id}/events",
-        "view": f"/v1/sessions/{live.id}/view?token={live.runtime.token}",
-    }
+    info = session_info(live, registry.settings.server.ice_servers)
     return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
+
+
+def session_info(live: LiveSession, ice_servers: list[dict[str, Any]]) -> dict[str, Any]:
+    """A session as its creator (the API token) sees it: state, both tokens, ICE servers, links."""
+    return live.describe() | {
+        "token": live.runtime.token,  # drives the session: WebSocket, WHIP, events, ...
+        "view_token": live.view_token,  # watch only: WHEP and the view page, for shared links
+        "ice_servers": client_ice_servers(ice_servers),  # for the client's RTCPeerConnection
+        "links": {
+            "webrtc": f"/v1/sessions/{live.id}/webrtc",
+            "whep": f"/v1/sessions/{live.id}/whep",
+            "whip": f"/v1/sessions/{live.id}/whip",
+            "audio": f"/v1/sessions/{live.id}/audio",
+            "events": f"/v1/sessions/{live.id}/events",
+            "ice_servers": f"/v1/sessions/{live.id}/ice_servers",
+            "view": f"/v1/sessions/{live.id}/view?token={live.view_token}",
+        },
+    }
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -47,7 +59,9 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REGISTRY].get(request.match_info["sid"]).describe())
+    registry = request.app[REGISTRY]
+    live = registry.get(request.match_info["sid"])
+    return web.json_response(session_info(live, registry.settings.server.ice_servers))
 
 
 async def delete_session(request: web.Request) -> web.Response:

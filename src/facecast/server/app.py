@@ -11,6 +11,7 @@ from aiohttp import web
 
 from facecast.config import Settings
 from facecast.server import api_avatars, api_sessions, speech_in, webrtc
+from facecast.server.access_log import install_access_log_filter
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
 from facecast.server.errors import error_middleware
 from facecast.server.metrics import Metrics
@@ -54,12 +55,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.Application:
     registry = Registry(settings)
+    install_access_log_filter()  # tokens in ?token= must not reach the access log
     app = web.Application(
         client_max_size=settings.server.max_upload_bytes + REQUEST_OVERHEAD_BYTES,
         middlewares=[
             make_cors_middleware(settings.server.cors_origins),
             error_middleware,
-            make_auth_middleware(settings.server.api_token, registry.session_token),
+            make_auth_middleware(settings.server.api_token, registry.session_tokens),
         ],
     )
     app[REGISTRY] = registry

@@ -4,6 +4,7 @@ aioice offers every non-loopback interface address as a host candidate and has n
 choose them. To offer exactly the configured addresses (127.0.0.1 in tests) we replace, on each
 of this peer connection's own aioice Connections, the candidate gathering with one that binds
 the given addresses; every other peer connection and aioice itself stay untouched.
+A server that listens on loopback only, with no addresses configured, offers 127.0.0.1 alone.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
+from facecast.server.auth import is_loopback
+
+LOOPBACK_ICE_ADDRESS = "127.0.0.1"
+
 
 def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
     """An explicit (possibly empty) server list: aiortc otherwise adds Google's public STUN server."""
@@ -21,6 +26,15 @@ def rtc_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
         for s in ice_servers
     ]
     return RTCConfiguration(iceServers=servers)
+
+
+def host_candidate_addresses(configured: list[str], listen_host: str) -> list[str]:
+    """The host candidates a server peer offers: the configured ones; else 127.0.0.1 alone when the server
+    listens on loopback only (it is not reachable from elsewhere, so neither should its media be); else
+    [] (aioice's default: every non-loopback interface)."""
+    if configured:
+        return list(configured)
+    return [LOOPBACK_ICE_ADDRESS] if is_loopback(listen_host) else []
 
 
 def restrict_host_candidates(pc: RTCPeerConnection, addresses: list[str]) -> None:

@@ -40,6 +40,8 @@ class LiveSession:
     peers: dict[str, Peer] = field(default_factory=dict)
     recorder: Recorder | None = None
     recording_path: Path | None = None
+    # Watch-only credential for shareable view links (OBS): WHEP and the view page, nothing else.
+    view_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
     @property
     def id(self) -> str:
@@ -72,9 +74,10 @@ class Registry:
         except KeyError:
             raise not_found("session", sid) from None
 
-    def session_token(self, sid: str) -> str | None:
+    def session_tokens(self, sid: str) -> tuple[str, str] | None:
+        """The session's own token and its view token (auth), or None for no such session."""
         live = self.sessions.get(sid)
-        return live.runtime.token if live else None
+        return (live.runtime.token, live.view_token) if live else None
 
     async def create(self, avatar_ref: str | None, engine: str, fps: int) -> LiveSession:
         if len(self.sessions) >= self.settings.server.max_sessions:

@@ -31,6 +31,7 @@ async def running_server(
 ) -> AsyncIterator[RunningServer]:
     """Serve on host:port (0 = any free port) until the block exits."""
     check_bind(settings, host)
+    settings.server.host = host  # where it listens decides its default ICE host candidates
     app = create_app(settings, client_dir=client_dir)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()

@@ -5,6 +5,8 @@ WebSocket protocol (`/v1/sessions/{sid}/audio`):
   → {"type": "start", "sample_rate": N, "channels": C, "format": "s16le"|"f32le"}  begins an utterance
   → binary PCM frames of any size (whole sample frames)
   → {"type": "end"}        end of the utterance (it plays out, then playback_finished)
+  The socket keeps the last start's format: PCM after an end begins a new utterance in it, so a start is
+  needed once per connection, or to change the format.
   → {"type": "interrupt"}  drops everything queued and in flight; the next frame out is idle
   ← JSON events: speaking_started, speaking_stopped, playback_finished{position, interrupted}, error
 A protocol error sends an `error` event and closes the socket (1003 unsupported, 1007 bad data).
@@ -49,6 +51,7 @@ class _Ingest:
     def __init__(self, live: LiveSession) -> None:
         self.live = live
         self.pcm: PcmInput | None = None
+        self.format: tuple[int, int, str] | None = None  # the last start's (sample_rate, channels, format)
         self.utterance: Utterance | None = None
         self.interrupted = False  # binary frames after an interrupt (until the next start) are dropped
 
@@ -79,17 +82,26 @@ class _Ingest:
                 "bad_start", "start needs integer sample_rate and channels and a format", CLOSE_UNSUPPORTED
             )
         try:
-            self.pcm = PcmInput(rate, channels, fmt)
+            PcmInput(rate, channels, fmt)  # checks the format before the socket keeps it
         except AudioInputError as exc:
             raise _WsError("unsupported_audio", str(exc), CLOSE_UNSUPPORTED) from None
-        self.utterance = self.live.runtime.begin_utterance("websocket")
+        self.format = (rate, channels, fmt)
+        self._begin()
         self.interrupted = False
+
+    def _begin(self) -> None:
+        assert self.format is not None
+        self.pcm = PcmInput(*self.format)  # a fresh resampler per utterance
+        self.utterance = self.live.runtime.begin_utterance("websocket")
 
     def on_binary(self, data: bytes) -> None:
         if self.interrupted and self.utterance is None:
-            return
-        if self.pcm is None or self.utterance is None:
-            raise _WsError("no_start", "send a start message before PCM data", CLOSE_UNSUPPORTED)
+            return  # the rest of an interrupted utterance, until the next start
+        if self.utterance is None:
+            if self.format is None:
+                raise _WsError("no_start", "send a start message before PCM data", CLOSE_UNSUPPORTED)
+            self._begin()  # PCM after an end: a new utterance in the socket's format
+        assert self.pcm is not None and self.utterance is not None
         try:
             audio = self.pcm.push(data)
             self.live.runtime.queue.append(self.utterance, audio)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import av
 from aiohttp import web
@@ -24,7 +25,7 @@ from aiortc.sdp import SessionDescription
 
 from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.errors import ApiError, not_found, read_json
-from facecast.server.ice import restrict_host_candidates, rtc_configuration
+from facecast.server.ice import host_candidate_addresses, restrict_host_candidates, rtc_configuration
 from facecast.server.registry import LiveSession, Peer, Registry
 from facecast.server.state import REGISTRY
 from facecast.stream.audio_input import FrameInput
@@ -49,7 +50,8 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and peer.ingest is None:
+        # A WHEP viewer only watches (its view token must not drive the avatar): its audio is ignored.
+        if track.kind == "audio" and peer.ingest is None and kind != "whep":
             peer.ingest = asyncio.ensure_future(_ingest(live, track))
 
     @pc.on("connectionstatechange")
@@ -84,16 +86,20 @@ async def negotiate(registry: Registry, live: LiveSession, offer_sdp: str, kind:
     elif "audio" not in kinds:
         await pc.close()
         raise ApiError(400, "bad_sdp", "a WHIP offer must send an audio track")
-    restrict_host_candidates(pc, server.ice_host_addresses)
+    restrict_host_candidates(pc, host_candidate_addresses(server.ice_host_addresses, server.host))
     try:
         await pc.setLocalDescription(await pc.createAnswer())  # gathers every candidate first
     except Exception as exc:
         await registry.close_peer(live, peer)
         raise ApiError(400, "bad_sdp", f"no answer is possible for this offer: {exc}") from None
     if peer.output is not None and peer.output.video is not None:
-        codec = _answered_video_codec(pc.localDescription.sdp)
+        codec = _answered_codec(pc.localDescription.sdp, "video")
         if codec is not None:
             peer.output.video.use_codec(codec, video_sender)
+    if peer.output is not None and peer.output.audio is not None:
+        codec = _answered_codec(pc.localDescription.sdp, "audio")
+        if codec is not None:
+            peer.output.audio.use_codec(codec)
     live.peers[peer.id] = peer
     return peer
 
@@ -111,10 +117,10 @@ def _video_preferences() -> list[RTCRtpCodecCapability]:
     return sorted(codecs, key=lambda c: rank.get(c.mimeType, 2))  # rtx kept: retransmissions
 
 
-def _answered_video_codec(sdp: str) -> str | None:
-    """The codec the answer's video section sends with (aiortc uses the first one listed)."""
+def _answered_codec(sdp: str, kind: str) -> str | None:
+    """The codec the answer's `kind` section sends with (aiortc uses the first one listed)."""
     for media in SessionDescription.parse(sdp).media:
-        if media.kind == "video" and media.rtp.codecs:
+        if media.kind == kind and media.rtp.codecs:
             return media.rtp.codecs[0].mimeType.split("/", 1)[1].upper()
     return None
 
@@ -160,9 +166,50 @@ async def _whxp_post(request: web.Request, kind: str) -> web.Response:
     live = registry.get(request.match_info["sid"])
     peer = await negotiate(registry, live, await _read_sdp(request), kind)
     location = f"/v1/sessions/{live.id}/{kind}/{peer.id}"
-    return web.Response(
+    response = web.Response(
         status=201, text=peer.pc.localDescription.sdp, content_type=SDP_TYPE, headers={"Location": location}
     )
+    for link in ice_server_links(registry.settings.server.ice_servers):
+        response.headers.add("Link", link)  # WHIP/WHEP clients (OBS) take STUN/TURN servers from these
+    return response
+
+
+def client_ice_servers(ice_servers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configured STUN/TURN servers as browsers' RTCIceServer dicts: urls (a list), and the
+    username and credential where set (TURN)."""
+    out = []
+    for server in ice_servers:
+        urls = server["urls"]
+        entry: dict[str, Any] = {"urls": [urls] if isinstance(urls, str) else list(urls)}
+        for key in ("username", "credential"):
+            if server.get(key) is not None:
+                entry[key] = server[key]
+        out.append(entry)
+    return out
+
+
+def ice_server_links(ice_servers: list[dict[str, Any]]) -> list[str]:
+    """`Link: <url>; rel="ice-server"` values (RFC 9725 section 4.6), one per server URL."""
+
+    def quoted(value: object) -> str:
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    links = []
+    for server in client_ice_servers(ice_servers):
+        params = ""
+        if "username" in server:
+            params += f"; username={quoted(server['username'])}"
+        if "credential" in server:
+            params += f'; credential={quoted(server["credential"])}; credential-type="password"'
+        links += [f'<{url}>; rel="ice-server"{params}' for url in server["urls"]]
+    return links
+
+
+async def get_ice_servers(request: web.Request) -> web.Response:
+    """GET /v1/sessions/{sid}/ice_servers -> {"ice_servers": [...]}: for pages that watch with a view token."""
+    registry = request.app[REGISTRY]
+    registry.get(request.match_info["sid"])
+    return web.json_response({"ice_servers": client_ice_servers(registry.settings.server.ice_servers)})
 
 
 async def post_whep(request: web.Request) -> web.Response:
@@ -177,7 +224,9 @@ async def delete_peer(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     live = registry.get(request.match_info["sid"])
     peer = live.peers.get(request.match_info["pid"])
-    if peer is None:
+    # Only a peer of this resource's kind: a WHEP viewer's URL (and its view token) cannot end others.
+    kind = (request.match_info.route.name or "").removesuffix("_resource").removesuffix("_peer")
+    if peer is None or peer.kind != kind:
         raise not_found("peer", request.match_info["pid"])
     await registry.close_peer(live, peer)
     return web.Response(status=200)
@@ -195,6 +244,7 @@ async def patch_peer(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/sessions/{sid}/webrtc", post_offer, name="webrtc")
     app.router.add_delete("/v1/sessions/{sid}/webrtc/{pid}", delete_peer, name="webrtc_peer")
+    app.router.add_get("/v1/sessions/{sid}/ice_servers", get_ice_servers, name="ice_servers")
     for kind, handler in (("whep", post_whep), ("whip", post_whip)):
         app.router.add_post(f"/v1/sessions/{{sid}}/{kind}", handler, name=kind)
         resource = app.router.add_resource(f"/v1/sessions/{{sid}}/{kind}/{{pid}}", name=f"{kind}_resource")

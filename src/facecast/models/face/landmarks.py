@@ -2,13 +2,69 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 NUM_LANDMARKS = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 
 _lock = threading.Lock()
+
+# MediaPipe's native code logs straight to file descriptor 2, with no switch reachable from Python: TF Lite's
+# "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", absl's "WARNING: All log messages before
+# absl::InitializeLog() is called are written to STDERR" and absl INFO/WARNING lines ("W0000 00:00:... 123
+# file.cc:114] ..."). GLOG_minloglevel and TF_CPP_MIN_LOG_LEVEL do not reach them (mediapipe 0.10.21).
+_NATIVE_NOISE = re.compile(
+    rb"^(INFO: Created TensorFlow Lite |WARNING: All log messages before absl::InitializeLog\(\)"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] )"
+)
+quiet_native_logs = True  # the CLI's --verbose turns the filter off
+
+
+@contextmanager
+def native_logs_filtered() -> Iterator[None]:
+    """Drop MediaPipe's native INFO/WARNING lines written to fd 2 inside the block; pass on everything else.
+
+    fd 2 points at a temporary file for the block; afterwards every line that is not MediaPipe's
+    noise (another thread's log line, an ERROR from the graph) is written to the real stderr.
+    """
+    if not quiet_native_logs:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        _flush_stderr()
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                _flush_stderr()  # Python-level text written inside the block goes through the filter too
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured if not _NATIVE_NOISE.match(line))
+            try:
+                while kept:
+                    kept = kept[os.write(2, kept) :]
+            except OSError:  # stderr closed or full: never fail a face detection over a log line
+                pass
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:
+        sys.stderr.flush()
 
 
 def detect_faces(image: np.ndarray, max_faces: int = 2) -> list[np.ndarray]:
@@ -23,6 +79,7 @@ def detect_faces(image: np.ndarray, max_faces: int = 2) -> list[np.ndarray]:
         raise ValueError("detect_faces expects an RGB uint8 image (H, W, 3)")
     with (
         _lock,
+        native_logs_filtered(),  # the graph logs while it is built, run and closed
         mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=max_faces,
