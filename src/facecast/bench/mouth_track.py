@@ -10,6 +10,7 @@ recorded streams.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -80,6 +81,12 @@ class MouthMeter:
     def __init__(self) -> None:
         import mediapipe as mp  # heavy: imported only when measuring
 
+        from facecast.models.face.landmarks import native_logs_filtered
+
+        # MediaPipe's native INFO/WARNING lines (graph start, first frames) stay off the terminal
+        # while the meter lives; anything else written to stderr meanwhile comes out at close().
+        self._quiet = ExitStack()
+        self._quiet.enter_context(native_logs_filtered())
         face_mesh = mp.solutions.face_mesh
         self._tracker: Any = face_mesh.FaceMesh(
             static_image_mode=False, max_num_faces=1, refine_landmarks=True
@@ -106,8 +113,11 @@ class MouthMeter:
         return float("nan") if points is None else mouth_opening(points)
 
     def close(self) -> None:
-        self._tracker.close()
-        self._detector.close()
+        try:
+            self._tracker.close()
+            self._detector.close()
+        finally:
+            self._quiet.close()
 
     def __enter__(self) -> MouthMeter:
         return self

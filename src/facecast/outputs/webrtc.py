@@ -97,6 +97,10 @@ class SessionVideoTrack(_SessionTrack):
         return True
 
     async def recv(self) -> av.VideoFrame | av.Packet:
+        if not self._started:
+            # The viewer starts from the newest frame (_next): a keyframe asked for at negotiation
+            # may be among the frames skipped, so ask for one now.
+            self._resync(self.host.generation)
         while True:
             out = await self._next()
             gap = self._last_index is not None and out.index != self._last_index + 1
