@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import av
 import numpy as np
+import pytest
 
 from facecast.frames import frame_samples
 from facecast.models.avatar import Avatar
@@ -52,27 +53,38 @@ async def test_tracks_stamp_one_clock_audio_in_20ms_chunks(avatar: Avatar, speec
     assert viewer.state is OutputState.STOPPED and video.readyState == "ended"
 
 
-def test_audio_leaves_on_its_own_media_time_not_before() -> None:
-    """Fake clock: the session's frames arrive on schedule; each 20 ms chunk waits for its media time."""
+def test_audio_and_video_leave_on_one_schedule_a_fixed_hold_after_their_media_time() -> None:
+    """Fake clock: frames arrive on the session's schedule; each send waits for media time + hold."""
     viewer, fast = WebRtcOutput(), WebRtcOutput(keep_all=True)
     viewer.start(StaticHost(fps=30, size=128))
     fast.start(StaticHost(fps=30, size=128))
-    audio = viewer.audio
-    assert audio is not None
-    t0 = 100.0
-    frame = SimpleNamespace(audio_time_s=1 / 30)  # frame 1, arriving on time
-    audio.arrived(frame, now=t0 + 1 / 30)  # type: ignore[arg-type]
-    # Chunk [40, 60) ms is complete with frame 1 (which covers 33-67 ms) at 33 ms: it waits 6.7 ms.
-    assert abs(audio.release_wait_s(0.040, now=t0 + 1 / 30) - (0.040 - 1 / 30)) < 1e-9
-    # Chunk [20, 40) ms became complete only now, after its start: it leaves at once.
-    assert audio.release_wait_s(0.020, now=t0 + 1 / 30) == 0.0
+    audio, video = viewer.audio, viewer.video
+    assert audio is not None and video is not None
+    # At 30 fps a 20 ms chunk is complete at most 13.3 ms after it starts (chunk [20, 40) ms waits
+    # for frame 1, which starts at 33.3 ms): that is the hold, for both tracks.
+    hold = 533 / 16000 - 0.020
+    assert audio.hold_s == video.hold_s == pytest.approx(hold)
+    t0, f1 = 100.0, 533 / 16000
+    frame = SimpleNamespace(audio_time_s=f1)  # frame 1 (its audio starts at sample 533), on time
+    viewer.on_frame(frame)  # type: ignore[arg-type]  # real clock: replaced below by fake arrivals
+    for track in (audio, video):
+        track._schedule.clear()  # noqa: SLF001 - the test drives the schedule with a fake clock
+        track.arrived(frame, now=t0 + f1)  # type: ignore[arg-type]
+    now = t0 + f1
+    assert audio.release_wait_s(0.020, now) == 0.0  # complete only now: it leaves at once
+    assert audio.release_wait_s(0.040, now) == pytest.approx(0.040 + hold - f1)
+    assert video.release_wait_s(f1, now) == pytest.approx(hold)
     # A frame that reached the viewer late (fan-out delay) does not move the schedule later.
-    audio.arrived(SimpleNamespace(audio_time_s=2 / 30), now=t0 + 2 / 30 + 0.050)  # type: ignore[arg-type]
-    assert abs(audio.release_wait_s(0.080, now=t0 + 2 / 30) - (0.080 - 2 / 30)) < 1e-9
-    # A simulation reading faster than real time never waits.
+    audio.arrived(SimpleNamespace(audio_time_s=1066 / 16000), now=t0 + 1066 / 16000 + 0.050)  # type: ignore[arg-type]
+    assert audio.release_wait_s(0.080, now) == pytest.approx(0.080 + hold - f1)
+    # Late already: leave at once. A simulation reading faster than real time never waits.
+    assert audio.release_wait_s(0.0, now + 1) == 0.0
     assert fast.audio is not None
     fast.audio.arrived(frame, now=t0)  # type: ignore[arg-type]
     assert fast.audio.release_wait_s(10.0, now=t0) == 0.0
+    at_25 = WebRtcOutput()
+    at_25.start(StaticHost(fps=25, size=128))
+    assert at_25.audio is not None and at_25.audio.hold_s == 0.0  # two whole chunks a frame
 
 
 async def test_a_late_viewer_starts_from_the_newest_frame(avatar: Avatar) -> None:

@@ -21,7 +21,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ
+from facecast.frames import AUDIO_RATE_HZ, frame_samples
 
 RTP_AUDIO_RATE_HZ = 48_000  # Opus's RTP clock
 PACKET_SAMPLES = 960  # 20 ms at 48 kHz: the packet length browsers expect
@@ -114,6 +114,24 @@ class AudioPacketizer:
         packet = packets[0]
         packet.time_base = TIME_BASE
         return packet
+
+
+def completion_lag_s(fps: int) -> float:
+    """How long after its own start a 20 ms chunk can become complete, at most (frames at `fps`).
+
+    A chunk is complete when the frame holding its last sample arrives, at that frame's start: at
+    30 fps up to 13.3 ms after the chunk's start; at 25 fps (two chunks a frame) never after it.
+    """
+    lag = 0.0
+    for j in range(fps * 50):  # whole seconds: the pattern repeats within one
+        last = (j + 1) * PACKET_SAMPLES // UPSAMPLE - 1  # the chunk's last 16 kHz sample
+        frame = last * fps // AUDIO_RATE_HZ
+        while frame_samples(frame + 1, fps)[0] <= last:  # frame_samples is the one rounding rule
+            frame += 1
+        while frame_samples(frame, fps)[0] > last:
+            frame -= 1
+        lag = max(lag, frame_samples(frame, fps)[0] / AUDIO_RATE_HZ - j * PACKET_SAMPLES / RTP_AUDIO_RATE_HZ)
+    return lag
 
 
 def pts_of(chunk: av.AudioFrame) -> int:

@@ -27,7 +27,7 @@ from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from facecast.frames import OutputFrame, frame_samples
-from facecast.outputs.audio_packets import UPSAMPLE, AudioPacketizer, start_s
+from facecast.outputs.audio_packets import UPSAMPLE, AudioPacketizer, completion_lag_s, start_s
 from facecast.outputs.base import Output, OutputHost
 from facecast.outputs.queues import Closed, DropOldestQueue
 from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
@@ -44,6 +44,8 @@ class _SessionTrack(MediaStreamTrack):
         self.host = host
         self.queue: DropOldestQueue[OutputFrame] = DropOldestQueue(maxlen)
         self.realtime = maxlen is not None  # False: a simulation reading faster than real time
+        self.hold_s = 0.0  # every send waits this long past its media time (set by WebRtcOutput)
+        self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
         self._started = False
         self.sent = 0
         self.last_sent: OutputFrame | None = None
@@ -64,6 +66,28 @@ class _SessionTrack(MediaStreamTrack):
         except Closed:
             self.stop()
             raise MediaStreamError from None
+
+    def arrived(self, out: OutputFrame, now: float | None = None) -> None:
+        """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
+        self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
+
+    def release_wait_s(self, media_time_s: float, now: float) -> float:
+        """How long what begins at `media_time_s` waits before it may leave (0: now).
+
+        Everything leaves `hold_s` after its own media time on the session's schedule, audio and
+        video alike: aiortc's RTCP sender reports pair each stream's RTP time with the wall time its
+        last packet left, so one schedule for both is what lets a browser line frame k up with its
+        audio, and a steady cadence is what keeps the browser's jitter buffer small. The schedule is
+        the earliest recent arrival (fan-out only ever adds delay). Simulations do not wait.
+        """
+        if not self.realtime or not self._schedule:
+            return 0.0
+        return max(0.0, min(self._schedule) + media_time_s + self.hold_s - now)
+
+    async def _release(self, media_time_s: float) -> None:
+        wait = self.release_wait_s(media_time_s, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _mark(self, out: OutputFrame, media_time_s: float) -> None:
         self.sent += 1
@@ -103,6 +127,7 @@ class SessionVideoTrack(_SessionTrack):
             self._resync(self.host.generation)
         while True:
             out = await self._next()
+            await self._release(out.video_time_s)  # before judging it: an interrupt may come meanwhile
             gap = self._last_index is not None and out.index != self._last_index + 1
             self._last_index = out.index
             if self.host.is_stale(out):
@@ -160,7 +185,6 @@ class SessionAudioTrack(_SessionTrack):
         self.packetizer = AudioPacketizer(opus=False)
         self._ready: deque[tuple[av.AudioFrame, OutputFrame]] = deque()  # 20 ms chunks to send
         self._recent: deque[OutputFrame] = deque(maxlen=3)  # the frames the chunks in _ready came from
-        self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
 
     def use_codec(self, codec: str) -> bool:
         """Negotiated `codec`: Opus is encoded here, 20 ms per packet (False: aiortc encodes raw frames)."""
@@ -168,10 +192,6 @@ class SessionAudioTrack(_SessionTrack):
             return False
         self.packetizer = AudioPacketizer(opus=True)
         return True
-
-    def arrived(self, out: OutputFrame, now: float | None = None) -> None:
-        """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
-        self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
 
     async def recv(self) -> av.AudioFrame | av.Packet:
         while not self._ready:
@@ -184,25 +204,11 @@ class SessionAudioTrack(_SessionTrack):
                 (chunk, out) for chunk in self.packetizer.push(pcm, frame_samples(out.index, out.fps)[0])
             )
         chunk, out = self._ready.popleft()
-        wait = self.release_wait_s(start_s(chunk), time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._release(start_s(chunk))
         self._mark(out, start_s(chunk))
         # An interrupt while the chunk waited silences the part of it that became stale.
         stale = [_span_48k(f) for f in self._recent if self.host.is_stale(f)]
         return self.packetizer.encode(chunk, mute=stale)
-
-    def release_wait_s(self, start_s: float, now: float) -> float:
-        """How long a chunk beginning at media time `start_s` waits before it may leave (0: now).
-
-        Not before its own media time on the session's schedule: a frame carries audio up to 33 ms
-        ahead of its start, and sending that early would make the RTCP sender reports (which pair an
-        RTP time with the wall time it left) place audio before the video it belongs to. The schedule
-        is the earliest recent arrival (fan-out only ever adds delay). Simulations do not wait.
-        """
-        if not self.realtime or not self._schedule:
-            return 0.0
-        return max(0.0, min(self._schedule) + start_s - now)
 
 
 def _span_48k(frame: OutputFrame) -> tuple[int, int]:
@@ -234,14 +240,18 @@ class WebRtcOutput(Output):
             self.video = SessionVideoTrack(host, None if self._keep_all else VIDEO_QUEUE_FRAMES)
         if want_audio:
             self.audio = SessionAudioTrack(host, None if self._keep_all else AUDIO_QUEUE_FRAMES)
+        # A 20 ms audio chunk is complete up to 13 ms after its start (at 30 fps): both tracks send
+        # that much after their media time, so audio leaves at an even 20 ms cadence.
+        for track in self.tracks():
+            track.hold_s = completion_lag_s(host.fps)
 
     def tracks(self) -> list[_SessionTrack]:
         return [t for t in (self.video, self.audio) if t is not None]
 
     def on_frame(self, frame: OutputFrame) -> None:
-        if self.audio is not None:
-            self.audio.arrived(frame)
+        now = time.monotonic()
         for track in self.tracks():
+            track.arrived(frame, now)
             track.queue.put(frame)
 
     def stop(self) -> None:
