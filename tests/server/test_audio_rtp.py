@@ -47,6 +47,10 @@ async def test_webrtc_viewer_gets_20ms_opus_packets_with_exact_timestamps(
         # 50 packets a second beside 30 video frames: one packet per 20 ms, none merged or split.
         ratio = len(viewer.received.audio) / len(viewer.received.video)
         assert 1.5 * 0.9 < ratio < 1.5 * 1.1
+        # The server reports how late its sends left their schedule (what a jitter buffer absorbs).
+        peer = (await client.call("GET", f"/v1/sessions/{sid}"))["peers"][0]
+        assert set(peer["output"]["audio"]["late_ms"]) == {"p50", "p99", "max"}
+        assert 0 <= peer["output"]["audio"]["late_ms"]["p50"] <= peer["output"]["audio"]["late_ms"]["max"]
     finally:
         await viewer.close()
 

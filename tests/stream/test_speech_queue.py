@@ -25,7 +25,9 @@ def test_take_splits_utterances_and_marks_last_samples() -> None:
 
 
 @pytest.mark.parametrize("sender_offset_ms", [1, 13, 19])
-def test_a_streamed_utterance_builds_a_lead_before_playing_and_after_running_dry(sender_offset_ms: int) -> None:
+def test_a_streamed_utterance_builds_a_lead_before_playing_and_after_running_dry(
+    sender_offset_ms: int,
+) -> None:
     """PCM arriving in real time, 20 ms chunks against 33 ms frames: no gaps inside the speech."""
     q = SpeechQueue()
     utt = q.begin("ws")

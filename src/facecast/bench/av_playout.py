@@ -247,6 +247,7 @@ class Capture:
     page_errors: list[str] = field(default_factory=list)
     warmup_s: float = 0.0  # connected → recording
     sync_settled: bool = False  # Chrome's A/V sync estimate had settled when recording began
+    server_send: dict[str, Any] | None = None  # facecast only: the server's own send lateness figures
 
 
 async def capture(
@@ -590,6 +591,14 @@ def print_table(result: dict[str, Any]) -> None:
     for name, row in result["targets"].items():
         met = {True: "met", False: "NOT met", None: "not measured"}[row["met"]]
         print(f"target {name}: {row['value']} ({row['target']}): {met}")
+    if fc.get("server_send_late_ms"):
+        print(f"server's own send lateness past its schedule, last ~30 s (ms): {fc['server_send_late_ms']}")
+    if "first_minute_offset_median_ms" in fc:
+        print(
+            f"offset median, first minute {fc['first_minute_offset_median_ms']} ms, "
+            f"last minute {fc['last_minute_offset_median_ms']} ms; audio latency first minute "
+            f"{fc['first_minute_latency_median_ms']} ms, last minute {fc['last_minute_latency_median_ms']} ms"
+        )
     print(f"facecast offsets (ms): {fc['offsets_ms']}")
     if ref:
         print(f"reference offsets (ms): {ref['offsets_ms']}")
@@ -762,11 +771,26 @@ async def _measure_facecast(
                     work / "profile-fc",
                     onsets_s,
                 )
+            cap.server_send = await _server_send_lateness(http, base_url, target.session_id)
         finally:
             await target.close()
             async with http.delete(f"{base_url}/v1/sessions/{target.session_id}"):
                 pass
     return cap, portrait
+
+
+async def _server_send_lateness(http: Any, base_url: str, session_id: str) -> dict[str, Any] | None:
+    """How late the server's tracks sent past their schedule (its own figures, recent ~30 s): tells a
+    browser-side change (jitter buffer, A/V sync moves) apart from the server delivering unevenly."""
+    async with http.get(f"{base_url}/v1/sessions/{session_id}") as resp:
+        if resp.status != 200:
+            return None
+        info = await resp.json()
+    for peer in info.get("peers", []):
+        output = peer.get("output") or {}
+        if peer.get("kind") == "whep" and "audio" in output:
+            return {kind: output.get(kind, {}).get("late_ms") for kind in ("audio", "video")}
+    return None
 
 
 async def _measure_reference(portrait: bytes | None, size: int, work: Path, onsets_s: np.ndarray) -> Capture:
@@ -815,6 +839,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 keep_capture(cap, args.keep / cap.name)
     print("measuring mouth openings (mediapipe face mesh)", flush=True)
     facecast = await asyncio.to_thread(analyse, fc_cap, args.minutes is not None)
+    facecast["server_send_late_ms"] = fc_cap.server_send
     reference = await asyncio.to_thread(analyse, ref_cap, False) if ref_cap else None
     diff = None
     if reference and facecast["offset_median_ms"] is not None and reference["offset_median_ms"] is not None:

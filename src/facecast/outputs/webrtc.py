@@ -36,6 +36,7 @@ VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than fal
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
 SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
 SCHEDULE_FRAMES = 30  # arrivals (~1 s) from which the session's wall-clock schedule is estimated
+LATE_LOG_SENDS = 1500  # ~30 s of audio packets (or 50 s of video frames) for the lateness figures
 
 
 class _SessionTrack(MediaStreamTrack):
@@ -46,6 +47,7 @@ class _SessionTrack(MediaStreamTrack):
         self.realtime = maxlen is not None  # False: a simulation reading faster than real time
         self.hold_s = 0.0  # every send waits this long past its media time (set by WebRtcOutput)
         self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
+        self.late_s: deque[float] = deque(maxlen=LATE_LOG_SENDS)  # how late recent sends left, s
         self._started = False
         self.sent = 0
         self.last_sent: OutputFrame | None = None
@@ -88,6 +90,20 @@ class _SessionTrack(MediaStreamTrack):
         wait = self.release_wait_s(media_time_s, time.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)
+        if self.realtime and self._schedule:
+            # Past the schedule: event-loop stalls, or a chunk completed late. What a browser's jitter
+            # buffer has to absorb, so it is reported (stats) rather than guessed.
+            due = min(self._schedule) + media_time_s + self.hold_s
+            self.late_s.append(max(0.0, time.monotonic() - due))
+
+    def lateness_ms(self) -> dict[str, float] | None:
+        """p50 / p99 / max of how late recent sends left their schedule, in ms (None: none yet)."""
+        if not self.late_s:
+            return None
+        late = np.array(self.late_s) * 1000
+        return {
+            k: round(float(np.percentile(late, q)), 2) for k, q in (("p50", 50), ("p99", 99), ("max", 100))
+        }
 
     def _mark(self, out: OutputFrame, media_time_s: float) -> None:
         self.sent += 1
@@ -269,7 +285,12 @@ class WebRtcOutput(Output):
 
     def stats(self) -> dict[str, Any]:
         per_track = {
-            t.kind: {"sent": t.sent, "dropped": t.queue.dropped, "queued": len(t.queue)}
+            t.kind: {
+                "sent": t.sent,
+                "dropped": t.queue.dropped,
+                "queued": len(t.queue),
+                "late_ms": t.lateness_ms(),
+            }
             for t in self.tracks()
         }
         return {**super().stats(), **per_track, "av_offset_s": self.av_offset_s()}

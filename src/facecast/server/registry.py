@@ -53,7 +53,11 @@ class LiveSession:
             avatar=self.avatar_id,
             viewers=sum(p.output is not None for p in self.peers.values()),
             engine=self.engine,
-            peers=[{"id": p.id, "kind": p.kind, "state": p.pc.connectionState} for p in self.peers.values()],
+            peers=[
+                {"id": p.id, "kind": p.kind, "state": p.pc.connectionState}
+                | ({"output": p.output.stats()} if p.output is not None else {})
+                for p in self.peers.values()
+            ],
             recording="recording" if self.recorder else ("ready" if self.recording_path else "none"),
         )
         return info
