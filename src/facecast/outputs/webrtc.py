@@ -35,7 +35,8 @@ from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
 VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than falling behind
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
 SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
-SCHEDULE_FRAMES = 30  # arrivals (~1 s) from which the session's wall-clock schedule is estimated
+SCHEDULE_FRAMES = 300  # arrivals (~10 s) from which the session's wall-clock schedule is estimated
+SCHEDULE_PERCENTILE = 90  # ... as the time by which this share of them had arrived
 LATE_LOG_SENDS = 1500  # ~30 s of audio packets (or 50 s of video frames) for the lateness figures
 
 
@@ -47,6 +48,7 @@ class _SessionTrack(MediaStreamTrack):
         self.realtime = maxlen is not None  # False: a simulation reading faster than real time
         self.hold_s = 0.0  # every send waits this long past its media time (set by WebRtcOutput)
         self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
+        self._anchor_s: float | None = None  # the schedule: wall clock of media time 0, s
         self.late_s: deque[float] = deque(maxlen=LATE_LOG_SENDS)  # how late recent sends left, s
         self._started = False
         self.sent = 0
@@ -72,6 +74,7 @@ class _SessionTrack(MediaStreamTrack):
     def arrived(self, out: OutputFrame, now: float | None = None) -> None:
         """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
         self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
+        self._anchor_s = float(np.percentile(self._schedule, SCHEDULE_PERCENTILE))
 
     def release_wait_s(self, media_time_s: float, now: float) -> float:
         """How long what begins at `media_time_s` waits before it may leave (0: now).
@@ -80,20 +83,23 @@ class _SessionTrack(MediaStreamTrack):
         video alike: aiortc's RTCP sender reports pair each stream's RTP time with the wall time its
         last packet left, so one schedule for both is what lets a browser line frame k up with its
         audio, and a steady cadence is what keeps the browser's jitter buffer small. The schedule is
-        the earliest recent arrival (fan-out only ever adds delay). Simulations do not wait.
+        the time by which recent frames have mostly arrived (SCHEDULE_PERCENTILE of arrival minus
+        media time): frames reach the viewer after rendering and encoding, which vary from frame to
+        frame, and an earlier schedule would send the audio a late frame completes late, unevenly.
+        Simulations do not wait.
         """
-        if not self.realtime or not self._schedule:
+        if not self.realtime or self._anchor_s is None:
             return 0.0
-        return max(0.0, min(self._schedule) + media_time_s + self.hold_s - now)
+        return max(0.0, self._anchor_s + media_time_s + self.hold_s - now)
 
     async def _release(self, media_time_s: float) -> None:
         wait = self.release_wait_s(media_time_s, time.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.realtime and self._schedule:
+        if self.realtime and self._anchor_s is not None:
             # Past the schedule: event-loop stalls, or a chunk completed late. What a browser's jitter
             # buffer has to absorb, so it is reported (stats) rather than guessed.
-            due = min(self._schedule) + media_time_s + self.hold_s
+            due = self._anchor_s + media_time_s + self.hold_s
             self.late_s.append(max(0.0, time.monotonic() - due))
 
     def lateness_ms(self) -> dict[str, float] | None:
