@@ -36,7 +36,9 @@ VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than fal
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
 SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
 SCHEDULE_FRAMES = 300  # arrivals (~10 s) from which the session's wall-clock schedule is estimated
+RECENT_FRAMES = 30  # ~1 s: the schedule is never later than the latest of these arrivals
 SCHEDULE_PERCENTILE = 90  # ... as the time by which this share of them had arrived
+MAX_EARLY_S = 0.020  # the most a send waits beyond the hold when its frame came early (bursts)
 LATE_LOG_SENDS = 1500  # ~30 s of audio packets (or 50 s of video frames) for the lateness figures
 
 
@@ -74,7 +76,12 @@ class _SessionTrack(MediaStreamTrack):
     def arrived(self, out: OutputFrame, now: float | None = None) -> None:
         """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
         self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
-        self._anchor_s = float(np.percentile(self._schedule, SCHEDULE_PERCENTILE))
+        offsets = np.fromiter(self._schedule, np.float64, len(self._schedule))
+        # Steady: the percentile over ~10 s. Never later than the last second's latest arrival, so the
+        # schedule follows at once when a session catches up (after a slow start or a stall).
+        self._anchor_s = min(
+            float(np.percentile(offsets, SCHEDULE_PERCENTILE)), float(offsets[-RECENT_FRAMES:].max())
+        )
 
     def release_wait_s(self, media_time_s: float, now: float) -> float:
         """How long what begins at `media_time_s` waits before it may leave (0: now).
@@ -90,7 +97,10 @@ class _SessionTrack(MediaStreamTrack):
         """
         if not self.realtime or self._anchor_s is None:
             return 0.0
-        return max(0.0, self._anchor_s + media_time_s + self.hold_s - now)
+        wait = self._anchor_s + media_time_s + self.hold_s - now
+        # Frames early against the schedule (an engine catching up after a stall, or one that hands out
+        # whole windows at once) wait no longer than this: the viewer's short queue must not overflow.
+        return min(max(0.0, wait), self.hold_s + MAX_EARLY_S)
 
     async def _release(self, media_time_s: float) -> None:
         wait = self.release_wait_s(media_time_s, time.monotonic())
