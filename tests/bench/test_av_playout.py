@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from facecast.bench import av_playout
+from facecast.bench import av_playout, av_playout_analysis
 from facecast.bench.av_playout_reference import ReferenceProgram
 from facecast.bench.av_playout_signal import (
     BURST_S,
@@ -146,15 +146,15 @@ def test_reference_opens_the_mouth_on_the_frame_containing_each_onset() -> None:
 
 
 def test_sync_settles_only_when_target_delays_hold_still() -> None:
-    steady = [(20.0, 53.0)] * av_playout.SETTLED_FOR_S
-    assert av_playout.sync_settled(steady)
+    steady = [(20.0, 53.0)] * av_playout_analysis.SETTLED_FOR_S
+    assert av_playout_analysis.sync_settled(steady)
     moved = [(20.0, 38.0)] + steady[1:]
-    assert not av_playout.sync_settled(moved)
-    assert not av_playout.sync_settled(steady[1:])
+    assert not av_playout_analysis.sync_settled(moved)
+    assert not av_playout_analysis.sync_settled(steady[1:])
 
 
 def test_targets_are_reported_not_enforced() -> None:
-    verdict = av_playout.verdicts(
+    verdict = av_playout_analysis.verdicts(
         {"concealment_pct": 35.0, "jitter_buffer_ms": 50.0, "offset_spread_ms": None, "displayed_fps": 29.9},
         -25.0,
     )

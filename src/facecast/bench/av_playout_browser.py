@@ -15,7 +15,6 @@ Signalling stays in Python (`offer()` / `accept()`), so the page needs no CORS t
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facecast.bench.loopback import ACCEPT_MEDIA_PROMPT, CHROMIUM_ARGS, chromium_path, free_port
 
 CAPTURE_WIDTH_PX = 256  # frames are shipped as JPEGs of this width: enough for face mesh, cheap to encode
 RMS_BLOCK_MS = 1.0  # audio loudness resolution (an onset is found to within one block)
@@ -170,27 +171,10 @@ bench.poll = async () => ({stats: await bench.stats(), audio: bench.audio.splice
 """.replace("__CAPTURE_WIDTH__", str(CAPTURE_WIDTH_PX)).replace("__RMS_BLOCK_MS__", str(RMS_BLOCK_MS))
 
 
-def chromium_path() -> str | None:
-    """The system Chromium (Debian's /usr/bin/chromium); playwright's own browsers are not used."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",  # host candidates on 127.0.0.1
-    "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    # Headless pages count as hidden to some throttles; frames and timers must run at full rate.
+# Headless pages count as hidden to some throttles; frames and timers must run at full rate.
+PLAYOUT_CHROMIUM_ARGS = [
+    *CHROMIUM_ARGS,
+    ACCEPT_MEDIA_PROMPT,
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
@@ -291,7 +275,7 @@ async def chromium_tab(profile_dir: Path, url: str) -> AsyncIterator[PlayoutPage
             str(profile_dir),
             executable_path=executable,
             headless=True,
-            args=CHROMIUM_ARGS,
+            args=PLAYOUT_CHROMIUM_ARGS,
             ignore_default_args=["--mute-audio"],  # playwright mutes headless audio; playout must run
             viewport={"width": 640, "height": 640},
         )
@@ -319,3 +303,34 @@ async def sleep_until(deadline: float) -> None:
     delay = deadline - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+@asynccontextmanager
+async def page_server(*routes: Callable[[Any], None]) -> AsyncIterator[str]:
+    """The bench's own loopback HTTP server: the playout page at /, and `routes` (frame uploads, reference)."""
+    from aiohttp import web
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=PAGE_HTML, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    for add_routes in routes:
+        add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def post_offer(http: Any, url: str, offer_sdp: str, who: str) -> tuple[str, str | None]:
+    """POSTs an SDP offer (WHEP style); (answer SDP, Location header)."""
+    async with http.post(url, data=offer_sdp, headers={"Content-Type": "application/sdp"}) as resp:
+        text = str(await resp.text())
+        if resp.status >= 400:
+            raise RuntimeError(f"{who} offer refused: {resp.status} {text}")
+        return text, resp.headers.get("Location")

@@ -27,13 +27,17 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facecast.bench.av_playout_browser import sleep_until
+from facecast.bench.av_playout_browser import post_offer, sleep_until
 from facecast.bench.av_playout_signal import BURST_S, burst_onsets_s, burst_train
+from facecast.bench.loopback import background_server, free_port
 
 RATE_HZ = 48000
 TRAIN_DELAY_S = 0.2  # start request → first sample of the train (rounded up to a frame boundary)
@@ -54,6 +58,45 @@ def mouth_images(avatar: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
     closed = renderer.render(MotionFrame(0, rig.offsets(Expression())))
     opened = renderer.render(MotionFrame(1, rig.offsets(Expression(jaw=MAX_JAW_CM))))
     return closed, opened
+
+
+@contextmanager
+def reference_server(
+    workdir: Path, bursts: int, fps: int, size: int, portrait: bytes | None
+) -> Iterator[str]:
+    """The exact-sync reference (its own process) on a free loopback port; yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "facecast.bench.av_playout_reference", "--port", str(port)]
+    command += ["--bursts", str(bursts), "--fps", str(fps), "--size", str(size)]
+    if portrait is not None:
+        (workdir / "portrait").write_bytes(portrait)
+        command += ["--portrait", str(workdir / "portrait")]
+    url = f"http://127.0.0.1:{port}"
+    with background_server("reference", command, url, "/reference/status", workdir / "reference"):
+        yield url
+
+
+@dataclass
+class ReferenceTarget:
+    """The exact-sync reference server process (facecast.bench.av_playout_reference)."""
+
+    base_url: str
+    http: Any  # aiohttp.ClientSession
+
+    async def answer(self, offer_sdp: str) -> str:
+        answer, _ = await post_offer(self.http, f"{self.base_url}/reference/whep", offer_sdp, "reference")
+        return answer
+
+    async def play(self, onsets_s: np.ndarray) -> np.ndarray:
+        """Starts the train (the server sends it); time.time() each onset was handed to its sender."""
+        async with self.http.post(f"{self.base_url}/reference/start") as resp:
+            resp.raise_for_status()
+        while True:
+            await asyncio.sleep(0.25)
+            async with self.http.get(f"{self.base_url}/reference/status") as resp:
+                status = await resp.json()
+            if status["finished"]:
+                return np.array([np.nan if v is None else v for v in status["onset_sent_s"]], np.float64)
 
 
 class ReferenceProgram:
