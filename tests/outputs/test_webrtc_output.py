@@ -63,30 +63,30 @@ def test_audio_and_video_leave_on_one_schedule_a_fixed_hold_after_their_media_ti
     # At 30 fps a 20 ms chunk is complete at most 13.3 ms after it starts (chunk [20, 40) ms waits
     # for frame 1, which starts at 33.3 ms): that is the hold, for both tracks.
     hold = 533 / 16000 - 0.020
-    assert audio.hold_s == video.hold_s == pytest.approx(hold)
+    schedule = viewer.schedule  # one for both tracks
+    assert audio.schedule is video.schedule is schedule and schedule.hold_s == pytest.approx(hold)
     t0, f1 = 100.0, 533 / 16000
     frame = SimpleNamespace(audio_time_s=f1)  # frame 1 (its audio starts at sample 533), on time
-    for track in (audio, video):
-        track.arrived(frame, now=t0 + f1)  # type: ignore[arg-type]
+    schedule.arrived(frame, now=t0 + f1)  # type: ignore[arg-type]
     now = t0 + f1
-    assert audio.release_wait_s(0.020, now) == 0.0  # complete only now: it leaves at once
-    assert audio.release_wait_s(0.040, now) == pytest.approx(0.040 + hold - f1)
-    assert video.release_wait_s(f1, now) == pytest.approx(hold)
-    # The schedule is when most frames arrived: one late frame among twenty on time does not move it.
+    assert schedule.wait_s(0.020, now) == 0.0  # complete only now: it leaves at once
+    assert schedule.wait_s(0.040, now) == pytest.approx(0.040 + hold - f1)
+    assert schedule.wait_s(f1, now) == pytest.approx(hold)
+    # The schedule is the earliest recent arrival: a late frame (fan-out delay) does not move it.
     for k in range(2, 21):
-        audio.arrived(SimpleNamespace(audio_time_s=k * f1), now=t0 + k * f1)  # type: ignore[arg-type]
-    audio.arrived(SimpleNamespace(audio_time_s=21 * f1), now=t0 + 21 * f1 + 0.050)  # type: ignore[arg-type]
-    assert audio.release_wait_s(0.080, t0 + 2 * f1) == pytest.approx(0.080 + hold - 2 * f1)
+        schedule.arrived(SimpleNamespace(audio_time_s=k * f1), now=t0 + k * f1)  # type: ignore[arg-type]
+    schedule.arrived(SimpleNamespace(audio_time_s=21 * f1), now=t0 + 21 * f1 + 0.050)  # type: ignore[arg-type]
+    assert schedule.wait_s(0.080, t0 + 2 * f1) == pytest.approx(0.080 + hold - 2 * f1)
     # Far ahead of the schedule (a burst from an engine catching up): it waits the hold and a little more.
-    assert audio.release_wait_s(5.0, now) == pytest.approx(hold + 0.020)
+    assert schedule.wait_s(5.0, now) == pytest.approx(hold + 0.020)
     # Late already: leave at once. A simulation reading faster than real time never waits.
-    assert audio.release_wait_s(0.0, now + 1) == 0.0
+    assert schedule.wait_s(0.0, now + 1) == 0.0
     assert fast.audio is not None
-    fast.audio.arrived(frame, now=t0)  # type: ignore[arg-type]
-    assert fast.audio.release_wait_s(10.0, now=t0) == 0.0
+    fast.schedule.arrived(frame, now=t0)  # type: ignore[arg-type]
+    assert fast.schedule.wait_s(10.0, now=t0) == 0.0
     at_25 = WebRtcOutput()
     at_25.start(StaticHost(fps=25, size=128))
-    assert at_25.audio is not None and at_25.audio.hold_s == 0.0  # two whole chunks a frame
+    assert at_25.audio is not None and at_25.schedule.hold_s == 0.0  # two whole chunks a frame
 
 
 async def test_a_late_viewer_starts_from_the_newest_frame(avatar: Avatar) -> None:

@@ -20,7 +20,9 @@ def _candidate_addresses(sdp: str) -> list[str]:
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_loopback_listeners_default_to_127_0_0_1(host: str) -> None:
     assert host_candidate_addresses([], host) == ["127.0.0.1"]
-    assert host_candidate_addresses(["192.0.2.10"], host) == ["192.0.2.10"]  # configured win (TEST-NET-1: never dialled)
+    assert host_candidate_addresses(["192.0.2.10"], host) == [
+        "192.0.2.10"
+    ]  # configured win (TEST-NET-1: never dialled)
 
 
 def test_other_listeners_keep_aioices_default() -> None:

@@ -35,11 +35,49 @@ from facecast.outputs.video_encoder import SUPPORTED, SharedVideoEncoder
 VIDEO_QUEUE_FRAMES = 3  # ~100 ms: a slow viewer drops old video rather than falling behind
 AUDIO_QUEUE_FRAMES = 30  # ~1 s of audio cover for event-loop hiccups
 SENT_LOG_FRAMES = 300  # recent sends, for latency measurements
-SCHEDULE_FRAMES = 300  # arrivals (~10 s) from which the session's wall-clock schedule is estimated
-RECENT_FRAMES = 30  # ~1 s: the schedule is never later than the latest of these arrivals
-SCHEDULE_PERCENTILE = 90  # ... as the time by which this share of them had arrived
+SCHEDULE_FRAMES = 30  # arrivals (~1 s) from which the session's wall-clock schedule is estimated
 MAX_EARLY_S = 0.020  # the most a send waits beyond the hold when its frame came early (bursts)
 LATE_LOG_SENDS = 1500  # ~30 s of audio packets (or 50 s of video frames) for the lateness figures
+
+
+class SendSchedule:
+    """When a viewer's sends leave: `hold_s` after their media time on the session's wall-clock schedule.
+
+    One per viewer, shared by its video and audio tracks: aiortc's RTCP sender reports pair each
+    stream's RTP time with the wall time its last packet left, so one schedule for both is what lets a
+    browser line frame k up with its audio, and a steady cadence is what keeps the browser's jitter
+    buffer small. The schedule is the earliest recent arrival (fan-out only ever adds delay).
+    A later one (the 90th percentile of arrivals over 10 s) halved the audio's lateness but held back
+    the frames of an engine that hands out whole windows at once, so the viewer's 3-frame queue
+    dropped them.
+    realtime=False (a simulation reading faster than real time): nothing waits.
+    """
+
+    def __init__(self, hold_s: float = 0.0, realtime: bool = True) -> None:
+        self.hold_s = hold_s
+        self.realtime = realtime
+        self._offsets: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
+        self.anchor_s: float | None = None  # wall clock of media time 0, s
+
+    def arrived(self, out: OutputFrame, now: float | None = None) -> None:
+        """Frame `out` reached the viewer (the session paces frames: this dates the schedule)."""
+        self._offsets.append((time.monotonic() if now is None else now) - out.audio_time_s)
+        self.anchor_s = min(self._offsets)
+
+    def due_s(self, media_time_s: float) -> float | None:
+        """When what begins at `media_time_s` is due to leave (monotonic s); None: nothing waits."""
+        if not self.realtime or self.anchor_s is None:
+            return None
+        return self.anchor_s + media_time_s + self.hold_s
+
+    def wait_s(self, media_time_s: float, now: float) -> float:
+        """How long what begins at `media_time_s` waits before it may leave (0: now)."""
+        due = self.due_s(media_time_s)
+        if due is None:
+            return 0.0
+        # Frames early against the schedule (an engine catching up after a stall, or one that hands out
+        # whole windows at once) wait no longer than this: the viewer's short queue must not overflow.
+        return min(max(0.0, due - now), self.hold_s + MAX_EARLY_S)
 
 
 class _SessionTrack(MediaStreamTrack):
@@ -48,9 +86,8 @@ class _SessionTrack(MediaStreamTrack):
         self.host = host
         self.queue: DropOldestQueue[OutputFrame] = DropOldestQueue(maxlen)
         self.realtime = maxlen is not None  # False: a simulation reading faster than real time
-        self.hold_s = 0.0  # every send waits this long past its media time (set by WebRtcOutput)
-        self._schedule: deque[float] = deque(maxlen=SCHEDULE_FRAMES)  # arrival minus media time, s
-        self._anchor_s: float | None = None  # the schedule: wall clock of media time 0, s
+        # Replaced by the viewer's shared one (WebRtcOutput.start); a lone track schedules itself.
+        self.schedule = SendSchedule(realtime=self.realtime)
         self.late_s: deque[float] = deque(maxlen=LATE_LOG_SENDS)  # how late recent sends left, s
         self._started = False
         self.sent = 0
@@ -73,43 +110,14 @@ class _SessionTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError from None
 
-    def arrived(self, out: OutputFrame, now: float | None = None) -> None:
-        """Frame `out` reached this viewer (the session paces frames: this dates its schedule)."""
-        self._schedule.append((time.monotonic() if now is None else now) - out.audio_time_s)
-        offsets = np.fromiter(self._schedule, np.float64, len(self._schedule))
-        # Steady: the percentile over ~10 s. Never later than the last second's latest arrival, so the
-        # schedule follows at once when a session catches up (after a slow start or a stall).
-        self._anchor_s = min(
-            float(np.percentile(offsets, SCHEDULE_PERCENTILE)), float(offsets[-RECENT_FRAMES:].max())
-        )
-
-    def release_wait_s(self, media_time_s: float, now: float) -> float:
-        """How long what begins at `media_time_s` waits before it may leave (0: now).
-
-        Everything leaves `hold_s` after its own media time on the session's schedule, audio and
-        video alike: aiortc's RTCP sender reports pair each stream's RTP time with the wall time its
-        last packet left, so one schedule for both is what lets a browser line frame k up with its
-        audio, and a steady cadence is what keeps the browser's jitter buffer small. The schedule is
-        the time by which recent frames have mostly arrived (SCHEDULE_PERCENTILE of arrival minus
-        media time): frames reach the viewer after rendering and encoding, which vary from frame to
-        frame, and an earlier schedule would send the audio a late frame completes late, unevenly.
-        Simulations do not wait.
-        """
-        if not self.realtime or self._anchor_s is None:
-            return 0.0
-        wait = self._anchor_s + media_time_s + self.hold_s - now
-        # Frames early against the schedule (an engine catching up after a stall, or one that hands out
-        # whole windows at once) wait no longer than this: the viewer's short queue must not overflow.
-        return min(max(0.0, wait), self.hold_s + MAX_EARLY_S)
-
     async def _release(self, media_time_s: float) -> None:
-        wait = self.release_wait_s(media_time_s, time.monotonic())
+        wait = self.schedule.wait_s(media_time_s, time.monotonic())
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.realtime and self._anchor_s is not None:
+        due = self.schedule.due_s(media_time_s)
+        if due is not None:
             # Past the schedule: event-loop stalls, or a chunk completed late. What a browser's jitter
             # buffer has to absorb, so it is reported (stats) rather than guessed.
-            due = self._anchor_s + media_time_s + self.hold_s
             self.late_s.append(max(0.0, time.monotonic() - due))
 
     def lateness_ms(self) -> dict[str, float] | None:
@@ -262,6 +270,7 @@ class WebRtcOutput(Output):
         super().__init__()
         self._want = (video, audio)
         self._keep_all = keep_all
+        self.schedule = SendSchedule(realtime=not keep_all)
         self.video: SessionVideoTrack | None = None
         self.audio: SessionAudioTrack | None = None
 
@@ -274,16 +283,16 @@ class WebRtcOutput(Output):
             self.audio = SessionAudioTrack(host, None if self._keep_all else AUDIO_QUEUE_FRAMES)
         # A 20 ms audio chunk is complete up to 13 ms after its start (at 30 fps): both tracks send
         # that much after their media time, so audio leaves at an even 20 ms cadence.
+        self.schedule = SendSchedule(completion_lag_s(host.fps), realtime=not self._keep_all)
         for track in self.tracks():
-            track.hold_s = completion_lag_s(host.fps)
+            track.schedule = self.schedule
 
     def tracks(self) -> list[_SessionTrack]:
         return [t for t in (self.video, self.audio) if t is not None]
 
     def on_frame(self, frame: OutputFrame) -> None:
-        now = time.monotonic()
+        self.schedule.arrived(frame)
         for track in self.tracks():
-            track.arrived(frame, now)
             track.queue.put(frame)
 
     def stop(self) -> None:
