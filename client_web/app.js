@@ -528,7 +528,8 @@ function stopWatchingFrames() {
 
 // ---- events (SSE) ---------------------------------------------------------------------------------
 
-// EventSource cannot send an Authorization header, so the stream is read with fetch instead.
+// EventSource cannot send an Authorization header (and tokens stay out of URLs), so the stream is
+// read with fetch instead. The server ends it with an `error` event, code server_shutdown, when it stops.
 async function followEvents(sessionId, signal) {
   let delayMs = 1000;
   while (!signal.aborted) {
@@ -537,7 +538,11 @@ async function followEvents(sessionId, signal) {
         delayMs = 1000;
         facecast.events.push({ type, data, at: Date.now() });
         logLine(type, summariseEvent(data));
-        if (type === "error") showError("The server reported an error", new Error(data.message || JSON.stringify(data)));
+        if (type === "error" && data.code === "server_shutdown") {
+          showError("The server is shutting down: this session ends (start a new one once it is back)");
+        } else if (type === "error") {
+          showError("The server reported an error", new Error(data.message || JSON.stringify(data)));
+        }
       });
     } catch (err) {
       if (signal.aborted) return;

@@ -57,7 +57,14 @@ class ServerSettings:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)  # [{"urls": "stun:..."}], none by default
     ice_host_addresses: list[str] = field(default_factory=list)  # addresses offered as host candidates
     max_upload_bytes: int = 20 * 1024 * 1024
-    max_sessions: int = 16
+    max_sessions: int | None = None  # None: from the machine's cores (facecast.server.admission)
+    # Refuse new sessions (429) while the running ones are late; off only where slower than real time is
+    # expected (configs/aniportrait_tiny.yaml: tiny diffusion on a CPU).
+    refuse_when_late: bool = True
+    # Each WebRTC peer holds sockets, a DTLS transport and encoder queues: one session cannot take them all.
+    max_peers_per_session: int = 32
+    # An answered offer whose peer has not connected by then is closed (clients that vanish mid-signalling).
+    offer_timeout_s: float = 10.0
 
 
 @dataclass
@@ -91,8 +98,36 @@ def _merge(obj: Any, data: dict[str, Any], where: str) -> None:
             setattr(obj, key, value)
 
 
+def check_api_token(token: object) -> str | None:
+    """The API token if it is usable, None if unset; anything else is refused with one sentence.
+
+    An empty token would pass for "a token is set" (so the server would listen publicly) while matching
+    an empty bearer; a non-string one (a YAML integer) can never be compared with what clients send."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise ConfigError(
+            f"server.api_token must be a string (quote it in YAML), not {type(token).__name__} {token!r}"
+        )
+    if not token.strip():
+        raise ConfigError(
+            "server.api_token is empty: set a non-empty token, or remove it to serve on loopback only"
+        )
+    return token
+
+
+def _check_server(server: ServerSettings) -> None:
+    """The WebRTC limits: YAML can put any type in them, and a wrong one would fail only at the first offer."""
+    peers, timeout = server.max_peers_per_session, server.offer_timeout_s
+    if isinstance(peers, bool) or not isinstance(peers, int) or peers < 1:
+        raise ConfigError("server.max_peers_per_session must be a whole number of at least 1")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError("server.offer_timeout_s must be a number of seconds above 0")
+
+
 def load_settings(path: Path | None = None) -> Settings:
-    """Defaults, then the YAML file if given, then FACECAST_API_TOKEN from the environment."""
+    """Defaults, then the YAML file if given, then FACECAST_API_TOKEN from the environment
+    (an empty FACECAST_API_TOKEN counts as unset)."""
     settings = Settings()
     if path is not None:
         try:
@@ -104,7 +139,10 @@ def load_settings(path: Path | None = None) -> Settings:
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must contain a mapping of settings")
         _merge(settings, data, "")
+    # A bad token in the file is refused even where the environment overrides it.
+    check_api_token(settings.server.api_token)
     token = os.environ.get("FACECAST_API_TOKEN")
     if token:
-        settings.server.api_token = token
+        settings.server.api_token = check_api_token(token)
+    _check_server(settings.server)
     return settings

@@ -64,6 +64,7 @@ class Engine(ABC):
         self._audio: deque[AudioBlock] = deque()  # pushed, frame not yet out
         self._next_push = 0
         self._next_out = 0
+        self._skip_lost = False  # recover(): frames a failed step lost are skipped, not taken for a bug
 
     # -- the contract ------------------------------------------------------------------------------
     def push_audio(self, block: AudioBlock) -> None:
@@ -79,6 +80,10 @@ class Engine(ABC):
         images out (EngineFrame.image None); other engines render anyway."""
         out = []
         for item in self._take(limit, render or not self.skippable):
+            if self._skip_lost:
+                while self._audio and self._audio[0].index < item.index:
+                    self._audio.popleft()
+                self._next_out, self._skip_lost = item.index, False
             block = self._audio.popleft()
             if item.index != self._next_out or block.index != item.index:
                 raise RuntimeError(f"engine emitted frame {item.index}, expected {self._next_out}")
@@ -96,6 +101,12 @@ class Engine(ABC):
             block.samples = np.zeros_like(block.samples)
             block.generation = generation
         self._relax()
+
+    def recover(self, generation: int) -> None:
+        """After a step raised (the engine runner goes on): clear_buffer, and frames that step lost are
+        skipped, with their audio, instead of being taken for an engine emitting out of order."""
+        self._skip_lost = True
+        self.clear_buffer(generation)
 
     def close(self) -> None:  # noqa: B027 (optional: most engines hold nothing beyond themselves)
         """Release what the engine holds beyond itself (e.g. its stream on a shared GPU renderer)."""

@@ -7,10 +7,15 @@ from types import SimpleNamespace
 
 import av
 import numpy as np
+import pytest
 
+from facecast.frames import EngineFrame, OutputFrame, clip_block
 from facecast.models.avatar import Avatar
 from facecast.models.render.engine import WarpEngine
+from facecast.outputs.video_encoder import KEYFRAME_INTERVAL_S, SUPPORTED, SharedVideoEncoder
 from facecast.outputs.webrtc import SessionVideoTrack, WebRtcOutput
+from facecast.stream.engine_runner import to_av_frames
+from facecast.stream.events import ErrorEvent
 from facecast.stream.session import SessionRuntime
 
 PLI_FLAG = "_RTCRtpSender__force_keyframe"
@@ -109,3 +114,67 @@ async def test_a_viewer_that_fell_behind_resumes_at_a_keyframe(avatar: Avatar) -
     assert len(decode("H264", stream + resumed)) == 6
     track.stop()
     await session.close()
+
+
+def talking_frames(avatar: Avatar, speech: np.ndarray, n: int) -> list[OutputFrame]:
+    """n frames of the warp engine speaking, made offline (no session, no clock)."""
+    engine = WarpEngine(avatar, fps=30, size=128)
+    made: list[EngineFrame] = []
+    while len(made) < n:
+        engine.push_audio(clip_block(speech, engine.frames_pushed, 30))
+        made += engine.pop_frames()
+    out = []
+    for f in made[:n]:
+        assert f.image is not None
+        video, sound = to_av_frames(f.index, 30, f.image, f.audio.samples)
+        out.append(OutputFrame(f.index, 30, f.image, f.audio.samples, 0, True, video, sound))
+    return out
+
+
+@pytest.mark.parametrize("codec", SUPPORTED)
+def test_every_codec_makes_a_keyframe_at_least_every_two_seconds(
+    avatar: Avatar, speech: np.ndarray, codec: str
+) -> None:
+    encoder = SharedVideoEncoder(codec, 128, 30)
+    stream = [encoder.encode(f) for f in talking_frames(avatar, speech, 5 * 30)]  # 5 s
+    dec = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
+    keys = [
+        k
+        for k, p in enumerate(stream)
+        if p is not None
+        for f in dec.decode(av.Packet(bytes(p)))
+        if f.key_frame
+    ]
+    assert keys[0] == 0 and len(keys) >= 3  # before: x264 every 250 frames, VP8 every 3000 (100 s)
+    assert max(b - a for a, b in zip(keys, keys[1:], strict=False)) <= KEYFRAME_INTERVAL_S * 30
+
+
+async def test_a_failing_encoder_is_rebuilt_and_its_viewers_resume_at_a_keyframe(
+    avatar: Avatar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session, track = streaming_h264(avatar)
+    listener = session.events.listen()
+    before = await packets(track, 4)
+    encoder = track.encoder
+    assert encoder is not None
+    real_encode = encoder.encode
+
+    def fail_once(out: OutputFrame) -> av.Packet | None:
+        monkeypatch.setattr(encoder, "encode", real_encode)
+        raise RuntimeError("the encoder broke")
+
+    monkeypatch.setattr(encoder, "encode", fail_once)
+    after = await packets(track, 12)
+    event = await asyncio.wait_for(listener.get(), 5)
+    track.stop()
+    await session.close()
+    stream = before + after
+    gaps = [i for i in range(1, len(stream)) if stream[i].pts != stream[i - 1].pts + 3000]
+    assert len(gaps) == 1  # the one frame the broken encoder left out
+    resumed = gaps[0]
+    assert stream[resumed].pts == stream[resumed - 1].pts + 6000 and stream[resumed].is_keyframe
+    assert not any(p.is_keyframe for p in stream[1:resumed])
+    assert len(decode("H264", stream[resumed:])) == len(stream) - resumed
+    assert isinstance(event, ErrorEvent) and event.code == "encoder_error" and event.session == session.id
+    assert event.message == "the H264 video encoder failed and restarts at a keyframe (the encoder broke)"
+    assert encoder.failures == 1 and session.failure is None

@@ -14,7 +14,9 @@ from facecast.frames import frame_samples
 from facecast.models.avatar import Avatar
 from facecast.models.render.engine import WarpEngine
 from facecast.outputs.base import OutputState, StaticHost
+from facecast.outputs.queues import QueueOutput
 from facecast.outputs.webrtc import WebRtcOutput
+from facecast.stream.clock import ManualClock
 from facecast.stream.session import SessionRuntime
 
 
@@ -28,25 +30,37 @@ def pts(frame: av.AudioFrame | av.VideoFrame | av.Packet) -> int:
     return int(frame.pts)
 
 
+async def run_to(clock: ManualClock, k: int) -> None:
+    """Let the session emit every frame up to k (they reach the outputs before this returns)."""
+    clock.advance_to(clock.due_ns(k))
+    assert await asyncio.to_thread(clock.wait_idle) == k + 1
+
+
 async def test_tracks_stamp_one_clock_audio_in_20ms_chunks(avatar: Avatar, speech: np.ndarray) -> None:
-    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    # The session's time moves only when the test says, so a loaded machine cannot overflow the
+    # viewer's 3-frame video queue: every frame is taken before the next is made.
+    clock = ManualClock(30)
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=clock)
     viewer = session.add_output(WebRtcOutput())
     video, audio = viewer.video, viewer.audio
     assert video is not None and audio is not None and viewer.state is OutputState.LIVE
     session.say(speech[:16000], "test")
-    session.start()
-    frames = [await asyncio.wait_for(video.recv(), 5) for _ in range(30)]
-    chunks = [raw(await asyncio.wait_for(audio.recv(), 5)) for _ in range(40)]
+    session.start()  # frame 0 is due at once
+    frames = [await asyncio.wait_for(video.recv(), 5)]
+    chunks = [raw(await asyncio.wait_for(audio.recv(), 5))]
+    for k in range(1, 30):
+        await run_to(clock, k)
+        frames.append(await asyncio.wait_for(video.recv(), 5))
+    chunks += [raw(await asyncio.wait_for(audio.recv(), 5)) for _ in range(39)]  # frames 0..23 cover them
+    assert audio.queue.dropped == video.queue.dropped == 0
     assert all(v.time_base == Fraction(1, 90000) for v in frames)
-    assert [pts(v) - pts(frames[0]) for v in frames] == [3000 * k for k in range(30)]
+    assert [pts(v) for v in frames] == [3000 * k for k in range(30)]
     # Audio: 20 ms at 48 kHz, stamped from the same sample clock (48 kHz index = 3 x 16 kHz index),
-    # contiguous: every step exactly one chunk.
+    # contiguous: every step exactly one chunk, the first where frame 0's audio starts.
     assert all(
         a.samples == 960 and a.sample_rate == 48000 and a.time_base == Fraction(1, 48000) for a in chunks
     )
-    assert [pts(a) - pts(chunks[0]) for a in chunks] == [960 * k for k in range(40)]
-    # The first chunk starts where a frame's audio starts (the frame this viewer began with).
-    assert pts(chunks[0]) % 3 == 0 and pts(chunks[0]) // 3 in {frame_samples(k, 30)[0] for k in range(100)}
+    assert [pts(a) for a in chunks] == [960 * k for k in range(40)]
     stats = viewer.stats()
     assert stats["video"]["sent"] == 30 and stats["audio"]["sent"] == 40
     await session.close()
@@ -91,37 +105,40 @@ def test_audio_and_video_leave_on_one_schedule_a_fixed_hold_after_their_media_ti
 
 async def test_a_late_viewer_starts_from_the_newest_frame(avatar: Avatar) -> None:
     """Frames queued while a viewer connects are not sent in a burst (it would inflate jitter buffers)."""
-    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    clock = ManualClock(30)  # the session's time moves only when the test says
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=clock)
     viewer = session.add_output(WebRtcOutput())
     video, audio = viewer.video, viewer.audio
     assert video is not None and audio is not None
     session.start()
-    while len(audio.queue) < 10:  # the viewer is still connecting
-        await asyncio.sleep(0.02)
-    newest = len(audio.queue) + audio.queue.dropped - 1  # frames 0, 1, ... were queued in order
+    await run_to(clock, 11)  # frames 0..11 queue while the viewer is still connecting
+    assert len(audio.queue) == 12 and audio.queue.dropped == 0
     first = raw(await asyncio.wait_for(audio.recv(), 5))
-    assert pts(first) >= newest * 1600  # 48 kHz index of the newest frame's first sample
-    assert audio.queue.dropped >= 9
+    assert audio.queue.dropped == 11  # frames 0..10 were never sent
+    assert pts(first) == 3 * frame_samples(11, 30)[0]  # 48 kHz index of the newest frame's first sample
     await session.close()
 
 
 async def test_stale_speech_after_interrupt_is_never_sent(avatar: Avatar, speech: np.ndarray) -> None:
-    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128))
+    clock = ManualClock(30)
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=clock)
     viewer = session.add_output(WebRtcOutput())
+    seen = session.add_output(QueueOutput())
     video, audio = viewer.video, viewer.audio
     assert video is not None and audio is not None
     session.say(speech, "test")
     session.start()
-    for _ in range(10):
-        await asyncio.gather(video.recv(), audio.recv())
-    for _ in range(500):  # let frames queue up in the viewer's queues, then interrupt
-        if len(audio.queue) >= 3:
-            break
-        await asyncio.sleep(0.01)
-    session.interrupt()
-    for _ in range(10):
-        a = raw(await asyncio.wait_for(audio.recv(), 5))
-        assert not a.to_ndarray().any()
+    await run_to(clock, 5)
+    raw(await asyncio.wait_for(audio.recv(), 5))  # the viewer is live, from frame 5
+    await run_to(clock, 12)  # frames 6..12, speech, wait in the viewer's queue
+    assert len(audio.queue) == 7
+    frames = [await seen.get() for _ in range(13)]
+    assert all(f.speech and np.abs(f.audio).max() > 0.01 for f in frames[6:13])  # audible, were it sent
+    generation = session.interrupt()
+    chunks = [raw(await asyncio.wait_for(audio.recv(), 5)) for _ in range(10)]  # 200 ms of frames 5..11
+    assert audio.last_sent is not None and audio.last_sent.index <= 12
+    assert audio.last_sent.generation < generation  # sent after the interrupt, made before it
+    assert not any(c.to_ndarray().any() for c in chunks)
     session.remove_output(viewer)
     assert video.readyState == "ended" and viewer not in session.outputs
     await session.close()

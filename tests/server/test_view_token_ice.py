@@ -13,7 +13,7 @@ import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient, Viewer
+from facecast.server.client import FacecastClient, Viewer, audio_subprotocols
 from facecast.server.runner import RunningServer, running_server
 from facecast.server.webrtc import client_ice_servers, ice_server_links
 
@@ -111,7 +111,7 @@ async def test_view_token_only_watches(secured: RunningServer) -> None:
         assert refused(status, body, 403), (method, path, status, body)
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as ws_refused:
-            await http.ws_connect(f"{secured.url}{base}/audio?token={view}")
+            await http.ws_connect(f"{secured.url}{base}/audio", protocols=audio_subprotocols(view))
         assert ws_refused.value.status == 403
     other_whep = f"/v1/sessions/{other['id']}/whep"
     sdp_type = {"Content-Type": "application/sdp"}
@@ -159,7 +159,9 @@ async def test_access_log_has_no_tokens(secured: RunningServer, caplog: pytest.L
     assert status == 200
     assert (await call(secured, "GET", f"/v1/sessions/{sid}/ice_servers?token={view}"))[0] == 200
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(f"{secured.url}/v1/sessions/{sid}/audio?token={own}")
+        ws = await http.ws_connect(
+            f"{secured.url}/v1/sessions/{sid}/audio", protocols=audio_subprotocols(own)
+        )
         await ws.close()
     for _ in range(50):  # each line is written once its response is finished
         lines = [r for r in caplog.records if r.name == "aiohttp.access"]

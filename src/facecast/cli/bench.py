@@ -8,7 +8,7 @@ import importlib
 # Each facecast.bench.<module> defines `register(sub)` adding its own sub-command(s).
 BENCH_MODULES = [
     "lipsync", "visemes", "media_matrix", "warp_speed", "live_latency", "live_capacity", "av_sync",
-    "aniportrait_speed", "aniportrait_stream", "aniportrait_audio_stream", "av_playout",
+    "aniportrait_speed", "aniportrait_stream", "aniportrait_audio_stream", "av_playout", "soak",
 ]  # fmt: skip
 
 

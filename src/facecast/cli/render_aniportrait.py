@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from facecast.cli.errors import CliError
+from facecast.models.aniportrait.entry import ANIPORTRAIT_FPS
 from facecast.models.avatar import Avatar
-
-ANIPORTRAIT_FPS = 30
 
 
 def render_aniportrait(

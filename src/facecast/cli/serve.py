@@ -8,6 +8,8 @@ from pathlib import Path
 from facecast.cli.common import add_size_option, settings_from
 from facecast.cli.errors import CliError
 
+SHUTDOWN_TIMEOUT_S = 1.0  # issue 12: SIGTERM to exit within 3 s
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -83,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        web.run_app(app, host=server.host, port=server.port, print=None)
+        # SIGTERM: the app's shutdown hooks say goodbye to every WebSocket and event stream and close the
+        # sessions (recordings finished); handlers still running after that get this long, not 60 s.
+        web.run_app(app, host=server.host, port=server.port, print=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     except OSError as exc:
         raise CliError(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
     return 0

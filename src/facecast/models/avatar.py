@@ -28,7 +28,11 @@ from facecast.models.face.geometry import fit_face_geometry
 from facecast.models.face.landmarks import detect_faces
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
+# Refused from the header, before decoding: a 128 KB PNG can claim 40 megapixels (+580 MB decoded).
+# 24 MP covers the photos of today's phones and cameras (6000 x 4000).
+MAX_IMAGE_PIXELS = 24_000_000
+# Larger photos are reduced while decoding (JPEG draft mode) or right after: a portrait crop needs no more.
+MAX_DECODE_SIDE = 4096
 MIN_FACE_WIDTH_PX = 64  # cheek-to-cheek width in the original photo
 
 
@@ -65,8 +69,14 @@ def _decode_image(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise AvatarError(f"the image has more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels")
+                raise AvatarError(
+                    f"the image has {img.width * img.height / 1e6:.1f} megapixels, more than the "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} allowed"
+                )
+            img.draft("RGB", (MAX_DECODE_SIDE, MAX_DECODE_SIDE))  # JPEG: decode at a reduced scale
             img.load()  # forces a full decode: truncated files fail here
+            if max(img.size) > MAX_DECODE_SIDE:
+                img.thumbnail((MAX_DECODE_SIDE, MAX_DECODE_SIDE))
             rgb = ImageOps.exif_transpose(img).convert("RGB")
     except AvatarError:
         raise
@@ -124,7 +134,8 @@ class AvatarStore:
         self.root = Path(root)
 
     def _dir(self, avatar_id: str) -> Path:
-        if not avatar_id.isalnum():  # ids are hex digests: refuse anything that could escape the root
+        # Ids are 16-64 hex digits: refuse anything that could escape the root or overflow a file name.
+        if not (avatar_id.isascii() and avatar_id.isalnum() and len(avatar_id) <= 64):
             raise KeyError(avatar_id)
         return self.root / avatar_id
 

@@ -8,6 +8,12 @@ hand aiortc the finished packets (aiortc packetises pre-encoded av.Packets as th
 A shared bitstream means a viewer can only start, or resume after a gap, at a keyframe: a new
 viewer, a viewer that skipped a stale (pre-interrupt) frame, and a viewer whose browser reported
 picture loss each ask for one; the encoder makes the next frame of the required generation an IDR.
+Every codec also makes one at least every KEYFRAME_INTERVAL_S, so a viewer whose request for a
+keyframe got lost (or whose decoder broke unnoticed) sees a broken picture for at most that long.
+
+An encoder that raises is rebuilt for the next frame, whose packet is then a keyframe (a new encoder
+starts with one), so its viewers resume there; EncoderPool.encode returns one sentence per run of
+failures for the session to publish as an `error` event. The session and its audio go on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ H264_BITRATE = 1_000_000
 # all viewers cannot follow each viewer, so both codecs run at a fixed 1 Mbit/s (modest for 512x512).
 VP8_BITRATE = 1_000_000
 SUPPORTED = ("H264", "VP8")
+KEYFRAME_INTERVAL_S = 2
 
 
 class SharedVideoEncoder:
@@ -48,7 +55,8 @@ class SharedVideoEncoder:
         self.users = 0  # outputs using this encoder (EncoderPool bookkeeping)
         self.frames = 0
         self.keyframes = 0
-        self.failures = 0
+        self.failures = 0  # encode() calls that raised
+        self.failing = False  # the last encode() raised (EncoderPool reports a run of failures once)
         self._lock = threading.Lock()
         self._key_from: int | None = 0  # generation the next forced keyframe must belong to; None: no request
         self._ctx: av.VideoCodecContext | None = None
@@ -79,9 +87,15 @@ class SharedVideoEncoder:
         self.keyframes += packet.is_keyframe
         return packet
 
+    def rebuild(self) -> None:
+        """After a failure (worker thread): a new codec context for the next frame, which starts with a
+        keyframe; the broken one's state is gone, so its viewers resume there."""
+        self._ctx = None
+        self.request_keyframe(0)
+
     def _context(self) -> av.VideoCodecContext:
         if self._ctx is None:
-            self._ctx = _h264(self.size, self.fps) if self.codec == "H264" else _vp8(self.size)
+            self._ctx = _h264(self.size, self.fps) if self.codec == "H264" else _vp8(self.size, self.fps)
         return self._ctx
 
 
@@ -114,18 +128,28 @@ class EncoderPool:
         with self._lock:
             return list(self._encoders.values())
 
-    def encode(self, out: OutputFrame) -> None:
-        """Worker thread: `out.packets[codec]` for every encoder in use; a failing encoder leaves its packet out
-        (its viewers get no video, the session and its audio go on)."""
+    def encode(self, out: OutputFrame) -> list[str]:
+        """Worker thread: `out.packets[codec]` for every encoder in use. A failing encoder leaves this frame's
+        packet out and is rebuilt for the next (a keyframe); returned: one sentence per encoder that began
+        failing on this frame, for the session's `error` event (a run of failures is reported once)."""
+        errors: list[str] = []
         for enc in self.active():
             t0 = time.perf_counter()
             try:
                 out.packets[enc.codec] = enc.encode(out)
-            except Exception:
-                if enc.failures == 0:
-                    log.exception("%s encoder failed", enc.codec)
+                enc.failing = False
+            except Exception as exc:
                 enc.failures += 1
+                if not enc.failing:
+                    log.exception("%s encoder failed; rebuilding it", enc.codec)
+                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    errors.append(
+                        f"the {enc.codec} video encoder failed and restarts at a keyframe ({reason})"
+                    )
+                enc.failing = True
+                enc.rebuild()
             out.encode_s += time.perf_counter() - t0
+        return errors
 
 
 def _h264(size: int, fps: int) -> av.VideoCodecContext:
@@ -135,6 +159,7 @@ def _h264(size: int, fps: int) -> av.VideoCodecContext:
     ctx.bit_rate = H264_BITRATE
     ctx.framerate = Fraction(fps, 1)
     ctx.time_base = VIDEO_TIME_BASE
+    ctx.gop_size = KEYFRAME_INTERVAL_S * fps  # x264's keyint (its default is 250 frames)
     # What aiortc negotiates (constrained baseline, level 3.1, packetization-mode 1) and what browsers
     # decode in hardware; zerolatency: no lookahead, no B-frames, one packet out per frame in.
     ctx.profile = "Baseline"
@@ -143,14 +168,15 @@ def _h264(size: int, fps: int) -> av.VideoCodecContext:
     return ctx
 
 
-def _vp8(size: int) -> av.VideoCodecContext:
-    """aiortc's VP8 encoder settings (aiortc.codecs.vpx.Vp8Encoder) at a fixed bitrate."""
+def _vp8(size: int, fps: int) -> av.VideoCodecContext:
+    """aiortc's VP8 encoder settings (aiortc.codecs.vpx.Vp8Encoder) at a fixed bitrate, with a bounded
+    keyframe interval (aiortc's 3000 frames was 100 s of broken picture after a lost keyframe request)."""
     ctx = av.CodecContext.create("libvpx", "w")
     ctx.width = ctx.height = size
     ctx.pix_fmt = "yuv420p"
     ctx.bit_rate = VP8_BITRATE
     ctx.time_base = VIDEO_TIME_BASE
-    ctx.gop_size = 3000
+    ctx.gop_size = KEYFRAME_INTERVAL_S * fps  # libvpx's kf_max_dist
     ctx.qmin = 2
     ctx.qmax = 56
     ctx.options = {

@@ -1,7 +1,8 @@
 """Access log lines without query strings.
 
-Browsers pass tokens in the query (`?token=`: WebSocket, the OBS view link), and a page opened from
-such a link sends its URL as the Referer of what it loads. aiohttp's access log writes both (the
+The one token a URL may carry is a session's watch-only view token (`?token=` on the OBS view link),
+and a page opened from such a link sends its URL as the Referer of what it loads; other tokens sent in
+a query are refused, but their requests are logged too. aiohttp's access log writes both (the
 request line and the Referer), so every access log record loses its query strings here, whichever
 way the server is run (`facecast serve`'s run_app, an AppRunner in tests), by a filter on aiohttp's
 access logger.

@@ -6,16 +6,15 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from facecast.server.errors import ApiError, not_found
+from facecast.server.errors import ApiError, clip, not_found
+from facecast.server.schemas import MAX_NAME_CHARS
 from facecast.server.state import REGISTRY
 
 
 def _public(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if not isinstance(v, (bytes, bytearray))}
-
-
-MAX_NAME_CHARS = 200
 
 
 async def read_multipart_file(request: web.Request, field: str, max_bytes: int) -> tuple[bytes, str]:
@@ -30,6 +29,17 @@ async def read_multipart_form(
     """The bytes and filename of multipart file `field`, and the `text_fields` present (before or after it)."""
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", f"send multipart/form-data with a '{field}' field")
+    try:
+        return await _read_parts(request, field, max_bytes, text_fields)
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:  # aiohttp: bad framing
+        raise ApiError(
+            400, "bad_multipart", f"the multipart body is malformed ({clip(str(exc), 120)})"
+        ) from None
+
+
+async def _read_parts(
+    request: web.Request, field: str, max_bytes: int, text_fields: tuple[str, ...]
+) -> tuple[bytes, str, dict[str, str]]:
     reader = await request.multipart()
     found: tuple[bytes, str] | None = None
     texts: dict[str, str] = {}

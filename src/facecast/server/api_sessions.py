@@ -9,27 +9,18 @@ from typing import Any
 from aiohttp import web
 
 from facecast.outputs.recorder import Recorder
-from facecast.server.errors import ApiError, read_json
+from facecast.server.errors import ApiError, parse_body
 from facecast.server.registry import LiveSession
+from facecast.server.schemas import RecordingAction, SessionCreate
 from facecast.server.state import METRICS, REGISTRY
 from facecast.server.webrtc import client_ice_servers
-
-FPS_CHOICES = (25, 30)
 
 
 async def create_session(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    body = await read_json(request, empty_ok=True)
-    avatar = body.get("avatar")
-    engine = body.get("engine", registry.settings.render.engine)
-    fps = body.get("fps", registry.settings.render.fps)
-    if avatar is not None and not isinstance(avatar, str):
-        raise ApiError(400, "bad_avatar", "avatar must be an avatar id string")
-    if not isinstance(engine, str) or not isinstance(fps, int) or isinstance(fps, bool):
-        raise ApiError(400, "bad_session", "engine must be a string and fps an integer")
-    if fps not in FPS_CHOICES:
-        raise ApiError(400, "bad_fps", f"fps must be one of {', '.join(map(str, FPS_CHOICES))}")
-    live = await registry.create(avatar, engine, fps)
+    body = await parse_body(request, SessionCreate, empty_ok=True)
+    render = registry.settings.render
+    live = await registry.create(body.avatar, body.engine or render.engine, body.fps or render.fps)
     live.runtime.add_output(request.app[METRICS].frame_timings())
     info = session_info(live, registry.settings.server.ice_servers)
     return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
@@ -72,7 +63,7 @@ async def delete_session(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     live = registry.get(request.match_info["sid"])
-    action = (await read_json(request)).get("action")
+    action = (await parse_body(request, RecordingAction)).action
     loop = asyncio.get_running_loop()
     if action == "start":
         if live.recorder is not None:
@@ -99,7 +90,7 @@ async def recording(request: web.Request) -> web.Response:
                 "url": f"/v1/sessions/{live.id}/recording",
             }
         )
-    raise ApiError(400, "bad_action", "action must be 'start' or 'stop'")
+    raise AssertionError(action)  # the model allows only start and stop
 
 
 async def download_recording(request: web.Request) -> web.StreamResponse:

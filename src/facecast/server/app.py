@@ -4,23 +4,27 @@ and the browser client (client_web/) at /."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from facecast.config import Settings
-from facecast.server import api_avatars, api_sessions, speech_in, webrtc
+from facecast.config import Settings, check_api_token
+from facecast.server import api_avatars, api_sessions, openapi, speech_in, webrtc
 from facecast.server.access_log import install_access_log_filter
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
-from facecast.server.errors import error_middleware
+from facecast.server.errors import ApiError, clip, error_middleware, parse_body
+from facecast.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from facecast.server.metrics import Metrics
 from facecast.server.registry import Registry
+from facecast.server.schemas import FaultRequest
 from facecast.server.state import METRICS, REGISTRY
 
 log = logging.getLogger(__name__)
 
 REQUEST_OVERHEAD_BYTES = 64 * 1024  # multipart framing on top of the upload limit
+TEST_HOOKS_ENV = "FACECAST_TEST_HOOKS"  # "1": serve the fault-injection route (soak and fault tests)
 
 
 class UnsafeBindError(ValueError):
@@ -35,7 +39,7 @@ def default_client_dir() -> Path | None:
 
 def check_bind(settings: Settings, host: str) -> None:
     """Without an API token the server may only listen on loopback."""
-    if settings.server.api_token is None and not is_loopback(host):
+    if check_api_token(settings.server.api_token) is None and not is_loopback(host):
         raise UnsafeBindError(
             f"refusing to listen on {host} without an API token: set server.api_token or FACECAST_API_TOKEN, "
             "or bind to 127.0.0.1"
@@ -43,14 +47,40 @@ def check_bind(settings: Settings, host: str) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "sessions": len(request.app[REGISTRY].sessions)})
+    """ok, or degraded while any session has failed (it stays listed until deleted)."""
+    registry = request.app[REGISTRY]
+    failed = sum(live.runtime.failure is not None for live in registry.sessions.values())
+    return web.json_response(
+        {
+            "status": "degraded" if failed else "ok",
+            "sessions": len(registry.sessions),
+            "failed": failed,
+            "max_sessions": registry.max_sessions,
+        }
+    )
+
+
+def openapi_handler(test_hooks: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    doc = openapi.document(test_hooks)
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(doc)
+
+    return openapi_json
+
+
+async def inject_fault(request: web.Request) -> web.Response:
+    """Test hook (FACECAST_TEST_HOOKS=1): make the session's engine raise on its next frame."""
+    live = request.app[REGISTRY].get(request.match_info["sid"])
+    body = await parse_body(request, FaultRequest)
+    live.runtime.inject_engine_fault()
+    return web.json_response({"injected": body.kind}, status=202)
 
 
 async def metrics(request: web.Request) -> web.Response:
     text = request.app[METRICS].render(request.app[REGISTRY])
-    return web.Response(
-        text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "prometheus"}
-    )
+    # The exposition format's own content type (with its version parameter, which content_type= refuses).
+    return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.Application:
@@ -67,15 +97,20 @@ def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.App
     app[REGISTRY] = registry
     app[METRICS] = Metrics()
     client = client_dir or default_client_dir()
+    test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/openapi.json", openapi_handler(test_hooks))
+    if test_hooks:
+        app.router.add_post("/v1/sessions/{sid}/faults", inject_fault)
     api_avatars.add_routes(app)
     api_sessions.add_routes(app, client)
     webrtc.add_routes(app)
     speech_in.add_routes(app)
-    if client is not None:
-        app.router.add_get("/", _index(client))
-        app.router.add_static("/", client, name="client")
+    # Last: whatever no route above matched. Under /v1 that is an unknown route (404 in the envelope);
+    # elsewhere a file of the browser client.
+    app.router.add_route("*", "/v1/{tail:.*}", _unknown_route)
+    app.router.add_get("/{filename:.*}", _client_files(client), name="client")
 
     async def shutdown(app: web.Application) -> None:
         await app[REGISTRY].close_all()
@@ -84,13 +119,32 @@ def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.App
     return app
 
 
-def _index(client: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def index(request: web.Request) -> web.StreamResponse:
-        page = client / "index.html"
-        if not page.is_file():
-            return web.Response(
-                text="facecast server: the browser client is not installed", content_type="text/plain"
-            )
-        return web.FileResponse(page)
+async def _unknown_route(request: web.Request) -> web.Response:
+    """404, or 405 naming the allowed methods when a route has this path (this route catches any method)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical.startswith("/v1/") and resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here",
+            {"Allow": ", ".join(sorted(allowed))},
+        )
+    raise ApiError(404, "not_found", f"no such route: {request.method} {clip(request.path)}")
 
-    return index
+
+def _client_files(client: Path | None) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The browser client's files (index.html at /); a missing one is a 404 in the envelope."""
+    root = client.resolve() if client is not None else None
+
+    async def client_file(request: web.Request) -> web.StreamResponse:
+        if root is None:
+            raise ApiError(404, "no_client", "the browser client (client_web/) is not installed")
+        path = (root / (request.match_info["filename"] or "index.html")).resolve()
+        if not path.is_relative_to(root) or not path.is_file():  # resolve() undoes any ../ and links
+            raise ApiError(404, "not_found", f"no such file: {clip(request.path)}")
+        return web.FileResponse(path)
+
+    return client_file

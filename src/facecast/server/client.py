@@ -14,6 +14,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from facecast.server.auth import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL
 from facecast.server.ice import restrict_host_candidates, rtc_configuration
 
 
@@ -106,8 +107,20 @@ class FacecastClient:
         await viewer.accept(answer["sdp"])
         return viewer
 
-    async def audio_socket(self, session_id: str) -> aiohttp.ClientWebSocketResponse:
-        return await self.http.ws_connect(f"{self.base}/v1/sessions/{session_id}/audio")
+    async def audio_socket(
+        self, session_id: str, token: str | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """The session's audio WebSocket, with this client's token (header) or `token` (e.g. the
+        session's own), sent as a subprotocol the way a browser has to."""
+        return await self.http.ws_connect(
+            f"{self.base}/v1/sessions/{session_id}/audio", protocols=audio_subprotocols(token)
+        )
+
+
+def audio_subprotocols(token: str | None = None) -> tuple[str, ...]:
+    """What a client offers on the audio WebSocket: `facecast`, and `facecast.bearer.<token>` to
+    authenticate without headers (a browser's WebSocket cannot set them; URLs must not carry tokens)."""
+    return (SUBPROTOCOL,) if token is None else (SUBPROTOCOL, BEARER_SUBPROTOCOL_PREFIX + token)
 
 
 def pcm_s16le(audio: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ from facecast.config import Settings
 from facecast.engine import Engine, EngineError, create_engine
 from facecast.outputs.recorder import Recorder
 from facecast.outputs.webrtc import WebRtcOutput
+from facecast.server.admission import RETRY_AFTER_S, default_max_sessions, overloaded
 from facecast.server.errors import ApiError, not_found
 from facecast.stream.session import SessionRuntime
 
@@ -30,6 +31,11 @@ class Peer:
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     output: WebRtcOutput | None = None
     ingest: asyncio.Task[None] | None = None
+    # Hash of the credential that created the peer (auth.token_fingerprint): only it, or the API token,
+    # may delete the peer. None where the server has no API token (no credentials at all).
+    owner: str | None = None
+    # Closes the peer if it has not connected within server.offer_timeout_s of its answer.
+    offer_timer: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -71,6 +77,7 @@ class Registry:
         self.avatars = AvatarStore(settings.avatar_dir)
         self.sessions: dict[str, LiveSession] = {}
         self.frames_sent_total = 0
+        self._preparing = 0
 
     def get(self, sid: str) -> LiveSession:
         try:
@@ -83,11 +90,26 @@ class Registry:
         live = self.sessions.get(sid)
         return (live.runtime.token, live.view_token) if live else None
 
-    async def create(self, avatar_ref: str | None, engine: str, fps: int) -> LiveSession:
-        if len(self.sessions) >= self.settings.server.max_sessions:
+    @property
+    def max_sessions(self) -> int:
+        """The configured session limit, else the one this machine's cores allow (server/admission.py)."""
+        configured = self.settings.server.max_sessions
+        render = self.settings.render
+        return configured if configured is not None else default_max_sessions(render.size, render.fps)
+
+    def admit(self) -> None:
+        """429 with Retry-After when another session would overload the server."""
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        if len(self.sessions) + self._preparing >= self.max_sessions:
+            raise ApiError(429, "too_many_sessions", f"at most {self.max_sessions} sessions at once", retry)
+        lateness = (live.runtime.latencies_s["emit_lateness"] for live in self.sessions.values())
+        if self.settings.server.refuse_when_late and overloaded(lateness, self.settings.render.fps):
             raise ApiError(
-                429, "too_many_sessions", f"at most {self.settings.server.max_sessions} sessions at once"
+                429, "server_busy", "the running sessions already use this server's capacity", retry
             )
+
+    async def create(self, avatar_ref: str | None, engine: str, fps: int) -> LiveSession:
+        self.admit()
         loop = asyncio.get_running_loop()
 
         def prepare() -> tuple[Any, Engine]:
@@ -103,7 +125,11 @@ class Registry:
             except EngineError as exc:
                 raise ApiError(400, exc.code, str(exc)) from None
 
-        avatar, made = await loop.run_in_executor(None, prepare)
+        self._preparing += 1  # admitted sessions still loading count against the limit
+        try:
+            avatar, made = await loop.run_in_executor(None, prepare)
+        finally:
+            self._preparing -= 1
         runtime = SessionRuntime(made, info={"avatar": avatar.id, "engine": engine})
         live = LiveSession(runtime=runtime, avatar_id=avatar.id, engine=engine)
         self.sessions[runtime.id] = live
@@ -117,7 +143,14 @@ class Registry:
             live.runtime.remove_output(peer.output)
         if peer.ingest is not None:
             peer.ingest.cancel()
-        await peer.pc.close()
+        if peer.offer_timer is not None and peer.offer_timer is not asyncio.current_task():
+            peer.offer_timer.cancel()  # not when the timer itself closes the peer: it would stop mid-close
+        try:
+            await peer.pc.close()
+        except (
+            Exception
+        ) as exc:  # aiortc trips over a peer a mangled offer left half built (found by fuzzing)
+            log.info("closing a half-negotiated peer failed: %r", exc)
 
     async def delete(self, sid: str) -> None:
         live = self.get(sid)

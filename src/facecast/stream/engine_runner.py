@@ -5,6 +5,15 @@ for the frame `lookahead` ahead and push it into the engine (facecast.engine.Eng
 frame that became ready, with exactly the audio it covers, as an OutputFrame. Rendering never runs on
 the event loop; the engine is a plain synchronous object owned by this thread alone, and the runner
 uses nothing of it but the engine contract.
+
+A session survives its engine: a step that raises (push_audio, pop_frames, clear_buffer, or building the
+frame) ends what was in flight (an `error` event, then each utterance's playback_finished with
+interrupted: true), resets the engine as an interrupt does (Engine.recover), and the frame goes out
+with the previous image and silence. Until a step succeeds again the engine is fed silence (queued speech
+waits), so the next frames are idle. Only an engine that cannot go on, failing on every frame for
+FAILING_FOR_S of media time or failing again and again (more than MAX_FAILURE_RUNS runs of failures
+within FAILURE_WINDOW_S), fails the session (`failed`, an `engine_failed` event): the worker stops, its
+queue takes no more speech, and viewers keep the last image.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -25,6 +35,7 @@ from facecast.frames import (
     VIDEO_CLOCK_HZ,
     AudioBlock,
     EngineFrame,
+    MotionFrame,
     OutputFrame,
     frame_samples,
 )
@@ -38,6 +49,17 @@ log = logging.getLogger(__name__)
 # of rendering. Not 1: on a shared 2-core machine the OS scheduler alone often delays a thread by a
 # frame, and a render (~5 ms) catches that up within a frame; 2 still bounds the added latency (~67 ms).
 SKIP_AFTER_FRAMES = 2
+# Failure policy (media time, counted in frames so it does not depend on the machine's speed): an engine
+# that fails on every frame for a second, even on the idle audio it gets after the first failure, cannot
+# go on; nor can one that keeps failing again right after recovering (the 6th run within 10 s).
+FAILING_FOR_S = 1.0
+MAX_FAILURE_RUNS = 5
+FAILURE_WINDOW_S = 10.0
+REASON_CHARS = 200  # an exception's text in an event: one line, bounded
+
+
+class EngineFailed(Exception):
+    """The engine cannot go on; the message says why (one sentence)."""
 
 
 def to_av_frames(
@@ -84,10 +106,21 @@ class EngineRunner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.frames_skipped = 0  # emitted with the previous image because the worker ran late
-        self.failed: str | None = None
+        self.failures = 0  # engine steps that raised (each ended what was in flight)
+        self.failed: str | None = None  # why the session cannot go on (the worker stopped)
         # Late by more than this at the start of a frame: repeat the previous image instead of
         # rendering (audio and motion state still advance, so speech is neither dropped nor slowed).
         self.skip_after_ns = SKIP_AFTER_FRAMES * NS_PER_S // self.fps if clock.realtime else None
+        # Worker state. segments: frame index -> the utterance samples its audio carries.
+        self._segments: dict[int, list[Segment]] = {}
+        self._generation = queue.generation
+        self._last_image: np.ndarray | None = None
+        self._last_motion: MotionFrame | None = None
+        self._render_next = True  # the first frame, and the first after an interrupt, is always rendered
+        self._failing_since: int | None = None  # first frame of the current run of failed steps
+        self._failure_runs: deque[int] = deque()  # first frames of recent runs (FAILURE_WINDOW_S)
+        self._fault: str | None = None  # inject_fault(): raised in the next engine step
+        self._fault_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -101,85 +134,54 @@ class EngineRunner:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def inject_fault(self, message: str) -> None:
+        """Test hook (any thread): the next frame's engine step raises RuntimeError(message)."""
+        with self._fault_lock:
+            self._fault = message
+
     def _run(self) -> None:
         try:
             self._loop()
-        except Exception as exc:  # an engine failure ends this session only
+        except EngineFailed as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # outside the engine step (a frame callback): this session only
             log.exception("engine worker failed")
-            self.failed = str(exc) or type(exc).__name__
-            self._on_event(ErrorEvent(code="engine_failed", message=f"the engine failed: {self.failed}"))
+            self._fail(f"the engine worker failed: {_reason(exc)}")
 
     def _loop(self) -> None:
-        segments: dict[int, list[Segment]] = {}  # frame index -> the utterance samples its audio carries
-        generation = self.queue.generation
-        k_out = 0
-        previous: np.ndarray | None = None  # the last image emitted
-        while self.clock.wait_for_frame(k_out, self._stop):
-            due_ns = self.clock.due_ns(k_out)
-            if self.queue.generation != generation:
-                generation = self._interrupt(segments)
-                previous = None  # the first frame after an interrupt is always rendered (idle mouth)
-            late = (
-                previous is not None
-                and self.skip_after_ns is not None
-                and time.monotonic_ns() - due_ns > self.skip_after_ns
-            )
-            t0 = time.perf_counter()
-            frames: list[EngineFrame] = []
-            while not frames:
-                k = self.engine.frames_pushed
-                start, end = frame_samples(k, self.fps)
-                audio, segments[k], gen = self.queue.take(end - start)
-                self.engine.push_audio(AudioBlock(k, audio, gen))
-                frames = self.engine.pop_frames(1, render=not late)
-            frame = frames[0]
-            render_s = time.perf_counter() - t0
-            image = frame.image if frame.image is not None else previous
-            if image is None:
-                raise RuntimeError(f"engine left out the image of frame {frame.index} with none before it")
-            if frame.image is None:
-                self.frames_skipped += 1
-            self._emit(frame, image, segments.pop(frame.index), due_ns, render_s)
-            previous = image
-            k_out += 1
+        k = 0
+        while self.clock.wait_for_frame(k, self._stop):
+            due_ns = self.clock.due_ns(k)
+            try:
+                out = self._make(k, due_ns)
+                self._failing_since = None
+            except Exception as exc:
+                out = self._recover(k, due_ns, exc)
+            self._on_frame(out)
+            k = out.index + 1
 
-    def _interrupt(self, segments: dict[int, list[Segment]]) -> int:
-        """Silence everything taken but not yet shown; report each dropped utterance once."""
-        generation = self.queue.generation
-        self.engine.clear_buffer(generation)
-        dropped: list[Utterance] = self.queue.take_dropped()
-        for index, carried in segments.items():
-            dropped.extend(seg.utterance for seg in carried)
-            segments[index] = []
-        for utt in dict.fromkeys(dropped):
-            self._finish(utt, interrupted=True)
-        return generation
-
-    def _finish(self, utt: Utterance, interrupted: bool) -> None:
-        if utt.finished:
-            return
-        utt.finished = True
-        if utt.started:
-            self._on_event(SpeakingStopped(utterance=utt.id))
-        position = round(utt.emitted_samples / AUDIO_RATE_HZ, 3)
-        self._on_event(PlaybackFinished(utterance=utt.id, position=position, interrupted=interrupted))
-
-    def _emit(
-        self, frame: EngineFrame, image: np.ndarray, carried: list[Segment], due_ns: int, render_s: float
-    ) -> None:
+    def _make(self, k: int, due_ns: int) -> OutputFrame:
+        """Frame k (or a later one if the engine lost k) with its audio; raises what the engine raises."""
+        if self.queue.generation != self._generation:
+            self._interrupt()
+        late = (
+            not self._render_next
+            and self.skip_after_ns is not None
+            and self.clock.now_ns() - due_ns > self.skip_after_ns  # the clock's time: tests drive it
+        )
+        t0 = time.perf_counter()
+        frame = self._engine_frame(k, late)
+        render_s = time.perf_counter() - t0
+        image = frame.image if frame.image is not None else self._last_image
+        if image is None:
+            raise RuntimeError(f"engine left out the image of frame {frame.index} with none before it")
         audio = frame.audio.samples
         video, sound = to_av_frames(frame.index, self.fps, image, audio)
-        for seg in carried:
-            utt = seg.utterance
-            if utt.finished:
-                continue
-            if seg.count and not utt.started:
-                utt.started = True
-                self._on_event(SpeakingStarted(utterance=utt.id))
-            utt.emitted_samples += seg.count
-            if seg.last:
-                self._finish(utt, interrupted=False)
-        out = OutputFrame(
+        carried = self._segments.pop(frame.index, [])
+        self._report(carried)
+        self.frames_skipped += frame.image is None
+        self._last_image, self._last_motion, self._render_next = image, frame.motion, False
+        return OutputFrame(
             index=frame.index,
             fps=self.fps,
             image=image,
@@ -195,4 +197,124 @@ class EngineRunner:
             rendered=frame.image is not None,
             utterances=[seg.utterance.id for seg in carried],
         )
-        self._on_frame(out)
+
+    def _engine_frame(self, k: int, late: bool) -> EngineFrame:
+        """Push frames' audio until the engine hands out frame k or later. While it is failing it gets
+        silence: queued speech waits for an engine that works again instead of being lost to it."""
+        with self._fault_lock:
+            fault, self._fault = self._fault, None
+        if fault is not None:
+            raise RuntimeError(fault)
+        while True:
+            n = self.engine.frames_pushed
+            start, end = frame_samples(n, self.fps)
+            if self._failing_since is None:
+                audio, self._segments[n], generation = self.queue.take(end - start)
+            else:
+                audio, generation = np.zeros(end - start, np.float32), self.queue.generation
+            self.engine.push_audio(AudioBlock(n, audio, generation))
+            for frame in self.engine.pop_frames(1, render=not late):
+                if frame.index >= k:
+                    return frame
+                self._segments.pop(frame.index, None)  # held through a failure: a stand-in went out for it
+
+    def _interrupt(self) -> None:
+        """Silence everything taken but not yet shown; report each dropped utterance once."""
+        self._generation = self.queue.generation
+        self._render_next = True  # the first frame after an interrupt is always rendered (idle mouth)
+        self._end_in_flight(self.queue.take_dropped())
+        self.engine.clear_buffer(self._generation)
+
+    def _recover(self, k: int, due_ns: int, exc: Exception) -> OutputFrame:
+        """The engine step of frame k raised: end what was in flight, reset the engine, and stand in for
+        the frame with the previous image; raises EngineFailed when the engine cannot go on."""
+        self.failures += 1
+        reason = _reason(exc)
+        if self._failing_since is None:  # a new run of failures
+            log.exception("engine step failed at frame %d; recovering", k)
+            self._failing_since = k
+            self._failure_runs.append(k)
+            while self._failure_runs[0] < k - FAILURE_WINDOW_S * self.fps:
+                self._failure_runs.popleft()
+            if len(self._failure_runs) > MAX_FAILURE_RUNS:
+                raise EngineFailed(
+                    f"the engine failed {len(self._failure_runs)} times within {FAILURE_WINDOW_S:.0f} s"
+                    f" (last: {reason})"
+                )
+            message = f"the engine failed at frame {k} and what was playing was stopped ({reason})"
+            self._on_event(ErrorEvent(code="engine_error", message=message))
+        elif k - self._failing_since >= FAILING_FOR_S * self.fps:
+            raise EngineFailed(f"the engine failed on every frame for {FAILING_FOR_S:g} s (last: {reason})")
+        self._end_in_flight(self.queue.abort_in_flight())
+        self._render_next = True
+        try:
+            self.engine.recover(self.queue.generation)
+        except Exception:  # still broken: the next step says so, and the policy above counts it
+            log.debug("engine recover failed", exc_info=True)
+        return self._stand_in(k, due_ns)
+
+    def _stand_in(self, k: int, due_ns: int) -> OutputFrame:
+        """Frame k while the engine recovers: the previous image (black before any) and silence."""
+        image = self._last_image
+        if image is None:
+            image = np.zeros((self.engine.size, self.engine.size, 3), np.uint8)
+        start, end = frame_samples(k, self.fps)
+        audio = np.zeros(end - start, np.float32)
+        video, sound = to_av_frames(k, self.fps, image, audio)
+        return OutputFrame(
+            index=k,
+            fps=self.fps,
+            image=image,
+            audio=audio,
+            generation=self.queue.generation,
+            speech=False,
+            video=video,
+            audio_frame=sound,
+            motion=self._last_motion,
+            due_ns=due_ns,
+            emitted_ns=time.monotonic_ns(),
+            rendered=False,
+        )
+
+    def _fail(self, reason: str) -> None:
+        """The session cannot go on: say why, take no more speech, and end everything queued."""
+        log.error("session engine failed: %s", reason)
+        self.failed = reason
+        self._on_event(ErrorEvent(code="engine_failed", message=reason))
+        self._end_in_flight(self.queue.close(f"the session cannot speak: {reason}"))
+
+    def _end_in_flight(self, dropped: list[Utterance]) -> None:
+        """End `dropped` and every utterance carried by frames not yet shown (interrupted), once each."""
+        for carried in self._segments.values():
+            dropped.extend(seg.utterance for seg in carried)
+        self._segments.clear()  # their audio is silenced in the engine (clear_buffer / recover)
+        for utt in dict.fromkeys(dropped):
+            self._finish(utt, interrupted=True)
+
+    def _report(self, carried: list[Segment]) -> None:
+        """Events for the utterance samples a frame carries out."""
+        for seg in carried:
+            utt = seg.utterance
+            if utt.finished:
+                continue
+            if seg.count and not utt.started:
+                utt.started = True
+                self._on_event(SpeakingStarted(utterance=utt.id))
+            utt.emitted_samples += seg.count
+            if seg.last:
+                self._finish(utt, interrupted=False)
+
+    def _finish(self, utt: Utterance, interrupted: bool) -> None:
+        if utt.finished:
+            return
+        utt.finished = True
+        if utt.started:
+            self._on_event(SpeakingStopped(utterance=utt.id))
+        position = round(utt.emitted_samples / AUDIO_RATE_HZ, 3)
+        self._on_event(PlaybackFinished(utterance=utt.id, position=position, interrupted=interrupted))
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a bounded single line for an event."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"

@@ -4,6 +4,13 @@ The worker thread makes each frame, encodes it once per codec for every output (
 EncoderPool), and hands it to the event loop (call_soon_threadsafe); the loop fans it out to every
 output (viewer tracks, recorder, ...) and publishes events. Nothing here blocks the loop, and nothing
 an output does can slow the worker. The session is the outputs' host (facecast.outputs.base.OutputHost).
+
+Failures stay inside the session, and each is an `error` event: an engine step that raises ends what was
+playing and the session goes on (stream/engine_runner.py), an encoder that raises is rebuilt and its
+viewers resume at a keyframe (outputs/video_encoder.py), an output whose on_frame raises is removed.
+A session whose engine cannot go on is `failed` (`failure` says why, as does describe() and an
+`engine_failed` event): its worker stops, so its viewers keep the last image and hear silence, and it
+refuses speech (QueueClosedError) until it is closed. No other session is touched.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from facecast.outputs.base import Output
 from facecast.outputs.video_encoder import EncoderPool
 from facecast.stream.clock import FrameClock
 from facecast.stream.engine_runner import EngineRunner
-from facecast.stream.events import Event, EventHub
+from facecast.stream.events import ErrorEvent, Event, EventHub
 from facecast.stream.interruption import Interruption
 from facecast.stream.speech_queue import SpeechQueue, Utterance
 
@@ -100,6 +107,17 @@ class SessionRuntime:
         """Takes effect on the next frame out; returns the new generation."""
         return self.queue.interrupt()
 
+    # -- failures ----------------------------------------------------------------------------
+    @property
+    def failure(self) -> str | None:
+        """Why the session cannot go on (its engine failed for good); None while it can."""
+        return self.runner.failed
+
+    def inject_engine_fault(self, message: str = "injected engine fault") -> None:
+        """Test hook (any thread): the engine step of the next frame raises RuntimeError(message), which
+        takes the recovery path of a real engine failure."""
+        self.runner.inject_fault(message)
+
     # -- the outputs' host -----------------------------------------------------------------------
     @property
     def generation(self) -> int:
@@ -126,7 +144,9 @@ class SessionRuntime:
         return list(self._outputs)
 
     def _from_worker_frame(self, out: OutputFrame) -> None:
-        self.encoders.encode(out)  # worker thread: encoded once here for every output, off the event loop
+        # Worker thread: encoded once here for every output, off the event loop.
+        for message in self.encoders.encode(out):
+            self._from_worker_event(ErrorEvent(code="encoder_error", message=message))
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._dispatch, out)
 
@@ -147,8 +167,13 @@ class SessionRuntime:
                 output.on_frame(out)
             except Exception as exc:  # a broken output is stopped; the session goes on
                 log.exception("%s output failed; removing it", output.kind)
-                output.fail(str(exc) or type(exc).__name__)
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                output.fail(reason)
                 self.remove_output(output)
+                message = f"a {output.kind} output failed and was removed ({reason})"
+                self.events.publish(
+                    ErrorEvent(code="output_error", message=message).stamped(self.id, time.time())
+                )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -161,5 +186,6 @@ class SessionRuntime:
             "frames_rendered": self.frames_emitted - self.frames_skipped,
             "frames_skipped": self.frames_skipped,
             "queued_speech_s": round(self.queue.queued_seconds(), 3),
-            "state": "failed" if self.runner.failed else ("closed" if self.closed else "live"),
+            "state": "failed" if self.failure else ("closed" if self.closed else "live"),
+            "failure": self.failure,
         }

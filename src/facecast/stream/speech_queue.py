@@ -4,6 +4,9 @@ The event loop appends; the engine worker takes exactly one video frame's worth 
 frame. Every take records which utterance samples it carried (segments), so events fire when
 those samples actually leave the server, not when they were queued. An interrupt bumps the session's
 generation (stream/interruption.py) and drops every queued utterance in the same step.
+
+Audio is cleaned as it enters (finite, in [-1, 1]: stream/audio_input.clean_audio) whatever its source,
+the last line of defence before the engine; the inputs clean it already, so this is one cheap check.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facecast.frames import AUDIO_RATE_HZ
+from facecast.stream.audio_input import clean_audio
 from facecast.stream.interruption import Interruption
 
 MAX_QUEUED_S = 600.0  # refuse to buffer more than ten minutes of speech per session
@@ -32,6 +36,10 @@ _ids = itertools.count(1)
 
 class QueueFullError(ValueError):
     pass
+
+
+class QueueClosedError(QueueFullError):
+    """The session cannot speak any more (its engine failed); a QueueFullError so callers refuse alike."""
 
 
 @dataclass(eq=False)
@@ -69,6 +77,7 @@ class SpeechQueue:
         self._live: deque[np.ndarray] = deque()
         self._live_samples = 0
         self._dropped: list[Utterance] = []
+        self.closed: str | None = None  # why no more speech is taken (close())
 
     @property
     def generation(self) -> int:
@@ -84,14 +93,14 @@ class SpeechQueue:
     def append(self, utt: Utterance, audio: np.ndarray) -> None:
         if audio.size == 0:
             return
+        audio = clean_audio(audio)
         with self._lock:
             if utt.dropped:
                 return
             if utt.ended:
                 raise ValueError("utterance already ended")
-            if self._queued_locked() + audio.size > self.max_queued_s * AUDIO_RATE_HZ:
-                raise QueueFullError(f"more than {self.max_queued_s:.0f} s of speech queued")
-            utt.chunks.append(audio.astype(np.float32, copy=False))
+            self._admit_locked(audio.size)
+            utt.chunks.append(audio)
             utt.queued_samples += audio.size
 
     def end(self, utt: Utterance) -> None:
@@ -99,15 +108,27 @@ class SpeechQueue:
             utt.ended = True
 
     def say(self, source: str, audio: np.ndarray) -> Utterance:
-        """A whole utterance at once (file upload, TTS)."""
-        utt = self.begin(source)
-        self.append(utt, audio)
-        self.end(utt)
+        """A whole utterance at once (file upload, TTS); a refused one leaves nothing queued."""
+        utt = Utterance(source=source, ended=True)
+        audio = clean_audio(audio)
+        with self._lock:
+            self._admit_locked(audio.size)
+            if audio.size:
+                utt.chunks.append(audio)
+                utt.queued_samples = audio.size
+            self._utterances.append(utt)
         return utt
 
+    def _admit_locked(self, samples: int) -> None:
+        if self.closed is not None:
+            raise QueueClosedError(self.closed)
+        if self._queued_locked() + samples > self.max_queued_s * AUDIO_RATE_HZ:
+            raise QueueFullError(f"more than {self.max_queued_s:.0f} s of speech queued")
+
     def push_live(self, audio: np.ndarray) -> None:
+        audio = clean_audio(audio)
         with self._lock:
-            self._live.append(audio.astype(np.float32, copy=False))
+            self._live.append(audio)
             self._live_samples += audio.size
             while self._live_samples > MAX_LIVE_S * AUDIO_RATE_HZ and len(self._live) > 1:
                 self._live_samples -= self._live.popleft().size
@@ -124,6 +145,20 @@ class SpeechQueue:
             self._live_samples = 0
             return generation
 
+    def close(self, reason: str) -> list[Utterance]:
+        """Take no more speech (append and say raise QueueClosedError(reason), one sentence); returns the
+        utterances that were queued, now dropped, to be reported."""
+        with self._lock:
+            self.closed = reason
+            dropped = [*self._dropped, *self._utterances]
+            for utt in self._utterances:
+                utt.dropped = True
+            self._dropped.clear()
+            self._utterances.clear()
+            self._live.clear()
+            self._live_samples = 0
+            return dropped
+
     def queued_seconds(self) -> float:
         with self._lock:
             return self._queued_locked() / AUDIO_RATE_HZ
@@ -132,6 +167,17 @@ class SpeechQueue:
         return sum(u.queued_samples - u.taken_samples for u in self._utterances)
 
     # -- worker side -----------------------------------------------------------------------
+    def abort_in_flight(self) -> list[Utterance]:
+        """Drop the queued utterances that have begun to play (the engine failed on them); they are
+        returned to be reported. Utterances not yet begun stay queued, and the generation is unchanged:
+        frames already out were made correctly and play on."""
+        with self._lock:
+            aborted = [utt for utt in self._utterances if utt.taken_samples > 0]
+            for utt in aborted:
+                utt.dropped = True
+                self._utterances.remove(utt)
+            return aborted
+
     def take_dropped(self) -> list[Utterance]:
         with self._lock:
             dropped, self._dropped = self._dropped, []

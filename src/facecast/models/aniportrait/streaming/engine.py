@@ -27,6 +27,7 @@ import numpy as np
 
 from facecast.engine import Engine, EngineError
 from facecast.frames import MotionFrame, VideoFrame
+from facecast.models.aniportrait.entry import ANIPORTRAIT_FPS, aniportrait_weights, check_settings
 from facecast.models.aniportrait.networks.audio2mesh import Audio2Mesh
 from facecast.models.aniportrait.networks.audio2pose import Audio2Pose
 from facecast.models.aniportrait.streaming.audio import StreamingAudio2Mesh, StreamingAudio2Pose
@@ -40,8 +41,6 @@ from facecast.models.motion.pose_template import configured_template
 
 if TYPE_CHECKING:
     from facecast.config import RenderSettings
-
-ANIPORTRAIT_FPS = 30  # Audio2Mesh's frame rate
 
 
 def reference_image(avatar: Avatar, size: int) -> np.ndarray:
@@ -173,20 +172,6 @@ def _once(key: tuple[Any, ...], make: Any) -> Any:
         return _shared[key]
 
 
-def aniportrait_weights(render: RenderSettings) -> Path:
-    """The configured weights folder; EngineError (one sentence) when none is set or it does not exist."""
-    if not render.weights:
-        raise EngineError(
-            "engine_unavailable",
-            "engine 'aniportrait' needs AniPortrait weights: start the server with --weights DIR "
-            "(or set render.weights in the config)",
-        )
-    path = Path(render.weights).expanduser()
-    if not path.is_dir():
-        raise EngineError("engine_unavailable", f"AniPortrait weights folder {path} does not exist")
-    return path.resolve()
-
-
 def shared_models(render: RenderSettings) -> tuple[StreamingLmk2Video, Audio2Mesh, Audio2Pose | None]:
     """(StreamingLmk2Video, Audio2Mesh, Audio2Pose or None) for these settings, loaded once and then reused."""
     import torch
@@ -220,12 +205,7 @@ def shared_models(render: RenderSettings) -> tuple[StreamingLmk2Video, Audio2Mes
 
 def create_aniportrait_engine(avatar: Avatar, fps: int, render: RenderSettings) -> AniPortraitEngine:
     """The `aniportrait` entry point (facecast.engine registry)."""
-    if fps != ANIPORTRAIT_FPS:
-        raise EngineError("bad_fps", f"engine 'aniportrait' runs at {ANIPORTRAIT_FPS} fps only")
-    if render.pose_style is not None and not 0 <= render.pose_style < 100:
-        raise EngineError(
-            "bad_pose_style", f"pose_style must be an Audio2Pose style id 0..99, not {render.pose_style}"
-        )
+    check_settings(fps, render)
     renderer, audio, pose = shared_models(render)
     return AniPortraitEngine(
         avatar,

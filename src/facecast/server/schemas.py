@@ -1,0 +1,157 @@
+"""The API's bodies as typed models (pydantic): requests are validated at the edge with their limits,
+and the OpenAPI document (facecast.server.openapi) is generated from the same models.
+
+Request models forbid unknown fields: a misspelt field is an error the client sees, not a setting
+silently ignored. Response models allow extra fields, so adding one is not a breaking change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from facecast.server.tts import MAX_TEXT_CHARS, VOICE_RE
+
+# Ids are hex digests or url-safe tokens; anything longer or odder is refused before it reaches a path.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_ID_CHARS = 64
+MAX_SDP_BYTES = 64 * 1024  # an offer of a browser is 3-8 KB
+MAX_NAME_CHARS = 200
+
+AvatarId = Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_CHARS, description="an avatar id")]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# -- requests -------------------------------------------------------------------------------------
+class SessionCreate(Request):
+    avatar: AvatarId | None = Field(None, description="avatar id; default: the bundled portrait")
+    engine: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_]{1,32}$",
+        description="engine name (warp, aniportrait); default: the server's",
+    )
+    fps: Literal[25, 30] | None = Field(None, description="frame rate; default: the server's")
+
+
+class Offer(Request):
+    type: Literal["offer"]
+    sdp: str = Field(max_length=MAX_SDP_BYTES, description="the SDP offer")
+
+
+class SayRequest(Request):
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    voice: str | None = Field(None, pattern=VOICE_RE.pattern, description="espeak-ng voice")
+
+
+class RecordingAction(Request):
+    action: Literal["start", "stop"]
+
+
+class FaultRequest(Request):
+    kind: Literal["engine"] = Field(description="test hook: the fault to inject")
+
+
+# -- replies --------------------------------------------------------------------------------------
+class ErrorDetail(Reply):
+    code: str = Field(description="machine-readable error code")
+    message: str = Field(description="one sentence for a person")
+
+
+class ErrorBody(Reply):
+    error: ErrorDetail
+
+
+class Health(Reply):
+    status: Literal["ok", "degraded"]
+    sessions: int
+    failed: int = Field(description="sessions that cannot continue")
+    max_sessions: int
+
+
+class Avatar(Reply):
+    id: str
+    name: str | None = None
+
+
+class AvatarList(Reply):
+    avatars: list[Avatar]
+
+
+class IceServer(Reply):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceServers(Reply):
+    ice_servers: list[IceServer]
+
+
+class Peer(Reply):
+    id: str
+    kind: Literal["webrtc", "whep", "whip"]
+    state: str
+    output: dict[str, Any] | None = None
+
+
+class Session(Reply):
+    id: str
+    avatar: str
+    engine: str
+    fps: int
+    size: int
+    state: Literal["live", "failed", "closed"]
+    failure: str | None = None
+    frames: int
+    frames_rendered: int
+    frames_skipped: int
+    queued_speech_s: float
+    viewers: int
+    peers: list[Peer]
+    recording: Literal["none", "recording", "ready"]
+
+
+class SessionCreated(Session):
+    token: str = Field(description="drives the session: WebSocket, WHIP, events (Authorization: Bearer)")
+    view_token: str = Field(description="watch only: WHEP and the view page, for links that get shared")
+    ice_servers: list[IceServer]
+    links: dict[str, str]
+
+
+class SessionList(Reply):
+    sessions: list[Session]
+
+
+class Answer(Reply):
+    type: Literal["answer"]
+    sdp: str
+    peer: str
+
+
+class Accepted(Reply):
+    utterance: int
+    duration: float = Field(description="seconds of speech queued")
+
+
+class Interrupted(Reply):
+    generation: int
+
+
+class RecordingState(Reply):
+    state: Literal["recording", "ready"]
+    frames: int | None = None
+    duration: float | None = None
+    bytes: int | None = None
+    url: str | None = None
+
+
+class FaultInjected(Reply):
+    injected: str
