@@ -171,7 +171,9 @@ def multipart_bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={declared}" if declared else "multipart/form-data"
 
 
-@pytest.mark.filterwarnings("ignore::aiohttp.multipart.BadContentDispositionHeader")  # the garbage is the point
+@pytest.mark.filterwarnings(
+    "ignore::aiohttp.multipart.BadContentDispositionHeader"
+)  # the garbage is the point
 def test_malformed_multipart_uploads_are_refused_in_the_envelope(
     fuzz_loop: tuple[asyncio.AbstractEventLoop, RunningServer, str, str],
 ) -> None:

@@ -87,17 +87,13 @@ BEARER_SUBPROTOCOL_PREFIX = "facecast.bearer."
 def presented_token(request: web.Request) -> str | None:
     """The token a request carries: the `Authorization: Bearer` header; else, on the audio WebSocket,
     a `facecast.bearer.<token>` subprotocol; else, on the routes a shared view link opens
-    (VIEW_TOKEN_ROUTES), `?token=`, which only a view token may use (see token_in_query)."""
+    (VIEW_TOKEN_ROUTES), `?token=`, which only a view token may use."""
     return _presented(request)[0]
 
 
-def token_in_query(request: web.Request) -> bool:
-    """Whether presented_token() took the token from the URL: then it must be a view token, never the
-    API token or a session's own token (URLs end up in logs, histories and Referer headers)."""
-    return _presented(request)[1]
-
-
 def _presented(request: web.Request) -> tuple[str | None, bool]:
+    """The token and whether it came in the URL (then it must be a view token, never the API token or a
+    session's own token: URLs end up in logs, histories and Referer headers)."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip(), False
@@ -139,8 +135,7 @@ def make_auth_middleware(api_token: str | None, session_tokens: Any) -> Any:
     async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if api_token is None or not protected(request) or request.method == "OPTIONS":
             return await handler(request)
-        token = presented_token(request)
-        in_url = token_in_query(request)  # only a view token may travel in a URL
+        token, in_url = _presented(request)  # in_url: only a view token may travel in a URL
         if same_token(token, api_token) and not in_url:
             return await handler(request)
         route = request.match_info.route.name

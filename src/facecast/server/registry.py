@@ -145,6 +145,9 @@ class Registry:
             peer.ingest.cancel()
         if peer.offer_timer is not None and peer.offer_timer is not asyncio.current_task():
             peer.offer_timer.cancel()  # not when the timer itself closes the peer: it would stop mid-close
+        # The timer task's coroutine holds the peer: a reference cycle that would keep the peer's frame
+        # queues (hundreds of MB of images per viewer) alive until Python's cyclic GC got round to them.
+        peer.offer_timer = None
         try:
             await peer.pc.close()
         except (

@@ -133,6 +133,7 @@ async def _answer(registry: Registry, live: LiveSession, peer: Peer, offer_sdp: 
     async def on_state() -> None:
         if pc.connectionState == "connected" and peer.offer_timer is not None:
             peer.offer_timer.cancel()  # it connected in time: a later ICE hiccup is not an abandoned offer
+            peer.offer_timer = None  # (and no cycle through the task: see Registry.close_peer)
         if pc.connectionState in ("failed", "closed") and peer.id in live.peers:
             await registry.close_peer(live, peer)
 
