@@ -78,7 +78,7 @@ def test_webrtc_limits_are_checked(tmp_path: Path) -> None:
         ("::ffff:127.0.0.1", True),
         ("0.0.0.0", False),
         ("::", False),
-        ("10.0.0.1", False),
+        ("192.0.2.1", False),  # a documentation address (RFC 5737)
         ("", False),
     ],
 )
