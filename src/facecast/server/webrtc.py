@@ -34,13 +34,13 @@ from facecast.server.auth import presented_token, same_token, token_fingerprint
 from facecast.server.errors import ApiError, not_found, read_json
 from facecast.server.ice import host_candidate_addresses, restrict_host_candidates, rtc_configuration
 from facecast.server.registry import LiveSession, Peer, Registry
+from facecast.server.schemas import MAX_SDP_BYTES
 from facecast.server.state import REGISTRY
 from facecast.stream.audio_input import FrameInput
 
 log = logging.getLogger(__name__)
 
 SDP_TYPE = "application/sdp"
-MAX_SDP_BYTES = 64 * 1024  # a browser's offer is 3-8 KB
 MAX_SDP_MEDIA = 8  # m-lines: a browser viewer offers 2 (video, audio), a WHIP publisher 1
 
 

@@ -146,7 +146,7 @@ class EngineRunner:
             self._fail(str(exc))
         except Exception as exc:  # outside the engine step (a frame callback): this session only
             log.exception("engine worker failed")
-            self._fail(f"the engine worker failed: {_reason(exc)}")
+            self._fail(f"the engine worker failed: {exception_reason(exc)}")
 
     def _loop(self) -> None:
         k = 0
@@ -175,28 +175,16 @@ class EngineRunner:
         image = frame.image if frame.image is not None else self._last_image
         if image is None:
             raise RuntimeError(f"engine left out the image of frame {frame.index} with none before it")
-        audio = frame.audio.samples
-        video, sound = to_av_frames(frame.index, self.fps, image, audio)
-        carried = self._segments.pop(frame.index, [])
+        carried = self._segments.get(frame.index, [])
+        out = self._output(
+            frame.index, image, frame.audio.samples, frame.generation, frame.motion, due_ns,
+            carried=carried, render_s=render_s, rendered=frame.image is not None,
+        )  # fmt: skip
+        self._segments.pop(frame.index, None)  # only once the frame is made: a failure above still ends them
         self._report(carried)
         self.frames_skipped += frame.image is None
         self._last_image, self._last_motion, self._render_next = image, frame.motion, False
-        return OutputFrame(
-            index=frame.index,
-            fps=self.fps,
-            image=image,
-            audio=audio,
-            generation=frame.generation,
-            speech=any(seg.count for seg in carried),
-            video=video,
-            audio_frame=sound,
-            motion=frame.motion,
-            due_ns=due_ns,
-            emitted_ns=time.monotonic_ns(),
-            render_s=render_s,
-            rendered=frame.image is not None,
-            utterances=[seg.utterance.id for seg in carried],
-        )
+        return out
 
     def _engine_frame(self, k: int, late: bool) -> EngineFrame:
         """Push frames' audio until the engine hands out frame k or later. While it is failing it gets
@@ -229,7 +217,7 @@ class EngineRunner:
         """The engine step of frame k raised: end what was in flight, reset the engine, and stand in for
         the frame with the previous image; raises EngineFailed when the engine cannot go on."""
         self.failures += 1
-        reason = _reason(exc)
+        reason = exception_reason(exc)
         if self._failing_since is None:  # a new run of failures
             log.exception("engine step failed at frame %d; recovering", k)
             self._failing_since = k
@@ -259,21 +247,43 @@ class EngineRunner:
         if image is None:
             image = np.zeros((self.engine.size, self.engine.size, 3), np.uint8)
         start, end = frame_samples(k, self.fps)
-        audio = np.zeros(end - start, np.float32)
-        video, sound = to_av_frames(k, self.fps, image, audio)
+        silence = np.zeros(end - start, np.float32)
+        return self._output(
+            k, image, silence, self.queue.generation, self._last_motion, due_ns, rendered=False
+        )
+
+    def _output(
+        self,
+        index: int,
+        image: np.ndarray,
+        audio: np.ndarray,
+        generation: int,
+        motion: MotionFrame | None,
+        due_ns: int,
+        *,
+        carried: list[Segment] | None = None,
+        render_s: float = 0.0,
+        rendered: bool,
+    ) -> OutputFrame:
+        """The OutputFrame of frame `index`: av frames stamped from the sample clock, and the utterance
+        samples it carries (`carried`)."""
+        video, sound = to_av_frames(index, self.fps, image, audio)
+        carried = carried or []
         return OutputFrame(
-            index=k,
+            index=index,
             fps=self.fps,
             image=image,
             audio=audio,
-            generation=self.queue.generation,
-            speech=False,
+            generation=generation,
+            speech=any(seg.count for seg in carried),
             video=video,
             audio_frame=sound,
-            motion=self._last_motion,
+            motion=motion,
             due_ns=due_ns,
             emitted_ns=time.monotonic_ns(),
-            rendered=False,
+            render_s=render_s,
+            rendered=rendered,
+            utterances=[seg.utterance.id for seg in carried],
         )
 
     def _fail(self, reason: str) -> None:
@@ -314,7 +324,7 @@ class EngineRunner:
         self._on_event(PlaybackFinished(utterance=utt.id, position=position, interrupted=interrupted))
 
 
-def _reason(exc: BaseException) -> str:
+def exception_reason(exc: BaseException) -> str:
     """An exception as a bounded single line for an event."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"

@@ -29,7 +29,7 @@ from facecast.frames import OutputFrame
 from facecast.outputs.base import Output
 from facecast.outputs.video_encoder import EncoderPool
 from facecast.stream.clock import FrameClock
-from facecast.stream.engine_runner import EngineRunner
+from facecast.stream.engine_runner import EngineRunner, exception_reason
 from facecast.stream.events import ErrorEvent, Event, EventHub
 from facecast.stream.interruption import Interruption
 from facecast.stream.speech_queue import SpeechQueue, Utterance
@@ -167,7 +167,7 @@ class SessionRuntime:
                 output.on_frame(out)
             except Exception as exc:  # a broken output is stopped; the session goes on
                 log.exception("%s output failed; removing it", output.kind)
-                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                reason = exception_reason(exc)
                 output.fail(reason)
                 self.remove_output(output)
                 message = f"a {output.kind} output failed and was removed ({reason})"
