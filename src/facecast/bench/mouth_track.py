@@ -18,10 +18,17 @@ from typing import Any
 
 import numpy as np
 
-# Upper/lower inner-lip landmarks facing each other, left to right across the middle of the mouth
-# (the corners 78/308 are left out: they touch whatever the mouth does).
-INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = ((81, 178), (82, 87), (13, 14), (312, 317), (311, 402))
-EYE_OUTER_CORNERS = (33, 263)
+# The measure itself lives with the portrait checks, which refuse a photo whose mouth is wide open.
+from facecast.models.face.portrait_checks import mouth_opening
+
+__all__ = [
+    "MediaInputError",
+    "MouthMeter",
+    "MouthTrack",
+    "mouth_opening",
+    "track_mouth",
+    "track_mouth_frames",
+]
 
 
 class MediaInputError(ValueError):
@@ -60,15 +67,6 @@ class MouthTrack:
         out = np.full(times_s.shape, np.nan)
         out[valid] = self.opening[index[valid]]
         return out
-
-
-def mouth_opening(landmarks_px: np.ndarray) -> float:
-    """Inner-lip opening / outer-eye-corner distance from (>=468, 2) pixel landmarks."""
-    upper = landmarks_px[[a for a, _ in INNER_LIP_PAIRS]]
-    lower = landmarks_px[[b for _, b in INNER_LIP_PAIRS]]
-    lips = float(np.mean(np.linalg.norm(upper - lower, axis=1)))
-    eyes = float(np.linalg.norm(landmarks_px[EYE_OUTER_CORNERS[0]] - landmarks_px[EYE_OUTER_CORNERS[1]]))
-    return lips / eyes if eyes > 1e-6 else float("nan")
 
 
 class MouthMeter:

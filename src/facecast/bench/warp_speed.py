@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
         cv2.setNumThreads(1)
         head = WarpEngine(avatar, size=args.size)
-        stages = {"driver": 0.0, "composer": 0.0, "displacements": 0.0, "dense_map": 0.0, "remap": 0.0, "mouth": 0.0,
+        stages = {"driver": 0.0, "composer": 0.0, "solve": 0.0, "dense_map": 0.0, "remap": 0.0, "lids_mouth": 0.0,
                   "h264_encode": 0.0}  # fmt: skip
         frames = 0
         writer = Mp4Writer(Path(tmp) / "enc.mp4", fps=30, size=args.size)
@@ -64,13 +64,13 @@ def _run(args: argparse.Namespace) -> int:
                 t = [time.perf_counter()]
                 m = head.composer.compose(m)
                 t.append(time.perf_counter())
-                disp = r.displacements(m)
+                solved = r.solve(m)
                 t.append(time.perf_counter())
-                maps = r.backward_map(disp)
+                maps = r.backward_map(solved.disp)
                 t.append(time.perf_counter())
                 out = r.warp(*maps)
                 t.append(time.perf_counter())
-                r.paint(out, disp)
+                r.paint(out, solved, maps)
                 t.append(time.perf_counter())
                 writer.write_video(m.index, out)
                 t.append(time.perf_counter())
@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     for name, value in ms.items():
         print(f"  {name:14s} {value:7.2f} ms/frame")
     print(
-        f"  render total   {render_ms:7.2f} ms/frame = {1000 / render_ms:6.1f} fps (driver to mouth, one core)"
+        f"  render total   {render_ms:7.2f} ms/frame = {1000 / render_ms:6.1f} fps (driver to lids and mouth, one core)"
     )
     print(f"  with encode    {render_ms + ms['h264_encode']:7.2f} ms/frame")
     print(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from facecast.cli.common import add_config_options, add_size_option, avatar_dir, settings_from
 from facecast.cli.errors import CliError
@@ -27,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst = avatar_sub.add_parser("list", help="list stored avatars")
     add_config_options(lst)
     lst.set_defaults(func=_list)
-    show = avatar_sub.add_parser("show", help="print an avatar's metadata as JSON")
+    show = avatar_sub.add_parser(
+        "show", help="print an avatar's metadata as JSON (stdout) and its crop in words (stderr)"
+    )
     show.add_argument("id")
     add_config_options(show)
     show.set_defaults(func=_show)
@@ -53,6 +57,8 @@ def _add(args: argparse.Namespace) -> int:
     except AvatarError as exc:
         raise CliError(f"{args.photo}: {exc}") from None
     print(avatar.id)
+    if avatar.meta.get("warning"):
+        print(f"facecast: warning: {args.photo}: {avatar.meta['warning']}", file=sys.stderr)
     return 0
 
 
@@ -64,10 +70,36 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        print(json.dumps(_store(args).get(args.id).meta, indent=1))
+        meta = _store(args).get(args.id).meta
     except KeyError:
         raise CliError(f"no avatar with id '{args.id}'") from None
+    # Words on stderr, so stdout stays one JSON document for scripts.
+    print(describe_crop(meta), file=sys.stderr)
+    if meta.get("warning"):
+        print(f"warning: {meta['warning']}", file=sys.stderr)
+    print(json.dumps(meta, indent=1))
     return 0
+
+
+def describe_crop(meta: dict[str, Any]) -> str:
+    """One line on where the avatar's square comes from in the photo and how much it was scaled."""
+    from facecast.models.avatar import MAX_SHARP_SCALE
+
+    box, size = meta.get("crop_box"), meta.get("size")
+    if not box or not size:
+        return "crop: not recorded (avatar prepared by an older facecast)"
+    x0, y0, side = box
+    scale = size / side
+    if scale > MAX_SHARP_SCALE:
+        verdict = "upscaled: soft"
+    elif scale > 1:
+        verdict = "upscaled slightly: sharp enough"
+    else:
+        verdict = "not upscaled: sharp"
+    photo = f"{meta['source_width']}x{meta['source_height']} photo" if "source_width" in meta else "photo"
+    return (
+        f"crop: {side} px square at ({x0}, {y0}) of the {photo}, scaled {scale:.2f}x to {size} px ({verdict})"
+    )
 
 
 def _remove(args: argparse.Namespace) -> int:

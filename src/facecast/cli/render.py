@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,7 +55,7 @@ def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from facecast.models.audio.decode import AudioError, decode_audio
-    from facecast.models.avatar import AvatarError, AvatarStore
+    from facecast.models.avatar import AvatarError, AvatarStore, upscale_warning
     from facecast.models.motion.pose_template import PoseTemplateError, load_pose_template
 
     settings = settings_from(args)
@@ -75,6 +76,10 @@ def _render(args: argparse.Namespace) -> int:
         template = load_pose_template(Path(template_path)) if template_path else None
     except (AudioError, AvatarError, PoseTemplateError) as exc:
         raise CliError(str(exc)) from None
+    # Judged at the output size: the avatar is prepared at 512 px or more and the renderer scales it.
+    warning = upscale_warning(avatar.meta, size)
+    if warning:
+        print(f"facecast: warning: {warning}", file=sys.stderr)
     if engine == "aniportrait":
         from facecast.cli.render_aniportrait import render_aniportrait
 

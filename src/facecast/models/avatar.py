@@ -23,9 +23,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facecast.config import MAX_SIZE, MIN_SIZE
-from facecast.models.face.crop import crop_square, head_and_shoulders_box
+from facecast.models.face.crop import FACE_WIDTH_FRACTION, crop_square, head_and_shoulders_box
 from facecast.models.face.geometry import fit_face_geometry
 from facecast.models.face.landmarks import detect_faces
+from facecast.models.face.portrait_checks import eyes_closed, mouth_wide_open, to_pixels
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 # Refused from the header, before decoding: a 128 KB PNG can claim 40 megapixels (+580 MB decoded).
@@ -34,6 +35,11 @@ MAX_IMAGE_PIXELS = 24_000_000
 # Larger photos are reduced while decoding (JPEG draft mode) or right after: a portrait crop needs no more.
 MAX_DECODE_SIDE = 4096
 MIN_FACE_WIDTH_PX = 64  # cheek-to-cheek width in the original photo
+# Crops enlarged more than this are called soft. Up to 1.25x, Lanczos adds little blur next to what the
+# warp's own resampling does; from 1.5x on, lashes, hair and teeth visibly smear. The shared portraits
+# prepared at 512 px measure 1.09x (grace_hopper_512) and 1.14x (astronaut_512), astronaut.png 2.8x.
+MAX_SHARP_SCALE = 1.25
+SIZE_STEP = 8  # suggested sizes are multiples of 8: every engine takes them (aniportrait needs them)
 
 
 class AvatarError(ValueError):
@@ -98,6 +104,37 @@ def _single_face(image: np.ndarray) -> np.ndarray:
     return faces[0]
 
 
+def upscale_warning(meta: dict[str, Any], frame_size: int | None = None) -> str | None:
+    """Why frames of `frame_size` px (default: the avatar's size) from this crop look soft, or None.
+
+    Works from crop_box alone, so avatars stored before face_width_px was recorded get it too.
+    """
+    box, size = meta.get("crop_box"), frame_size or meta.get("size")
+    if not box or not size:
+        return None
+    side = int(box[2])
+    scale = size / side
+    if scale <= MAX_SHARP_SCALE:
+        return None
+    # The crop is twice the face's width (crop.head_and_shoulders_box), so this is within a pixel.
+    face_w = meta.get("face_width_px") or round(side * FACE_WIDTH_FRACTION)
+    sharp = max(MIN_SIZE, side // SIZE_STEP * SIZE_STEP)  # side >= MIN_SIZE: smaller faces are refused
+    return (
+        f"the face is {face_w} px wide in the photo, so the {size} px frame is upscaled {scale:.1f}x and "
+        f"will look soft; use a larger photo or a size of {sharp} px (--size {sharp})"
+    )
+
+
+def _with_sharpness(meta: dict[str, Any]) -> dict[str, Any]:
+    """meta with crop_scale, face_width_px and warning filled in where an older facecast left them out."""
+    box, size = meta.get("crop_box"), meta.get("size")
+    if "crop_scale" in meta or not box or not size:
+        return meta
+    meta = dict(meta, crop_scale=round(size / box[2], 3), face_width_px=round(box[2] * FACE_WIDTH_FRACTION))
+    warning = upscale_warning(meta)
+    return meta | {"warning": warning} if warning else meta
+
+
 def prepare_avatar(data: bytes, *, size: int = 512, name: str = "") -> Avatar:
     """Photo bytes → Avatar (not stored). Raises AvatarError with one clear sentence."""
     if not MIN_SIZE <= size <= MAX_SIZE:
@@ -116,8 +153,27 @@ def prepare_avatar(data: bytes, *, size: int = 512, name: str = "") -> Avatar:
     if len(faces) != 1:
         raise AvatarError("the face could not be found again after cropping; try a clearer frontal portrait")
     landmarks = faces[0]
+    # Measured on the crop: its landmarks are the ones the renderer animates.
+    points = to_pixels(landmarks, size, size)
+    if eyes_closed(points):
+        raise AvatarError("the eyes are closed in the photo; use a portrait with open eyes")
+    if mouth_wide_open(points):
+        raise AvatarError(
+            "the mouth is wide open in the photo; use a portrait with a closed mouth or a smile"
+        )
     mesh, matrix = fit_face_geometry(landmarks, size, size)
-    meta = {"name": name, "size": size, "source_width": w, "source_height": h, "crop_box": [x0, y0, side]}
+    meta: dict[str, Any] = {
+        "name": name,
+        "size": size,
+        "source_width": w,
+        "source_height": h,
+        "crop_box": [x0, y0, side],
+        "crop_scale": round(size / side, 3),  # output pixels per photo pixel: above 1, upscaled
+        "face_width_px": round(face_w),
+    }
+    warning = upscale_warning(meta)
+    if warning:
+        meta["warning"] = warning
     return Avatar(id="", image=crop, landmarks=landmarks, mesh=mesh, matrix=matrix, meta=meta)
 
 
@@ -187,7 +243,7 @@ class AvatarStore:
         folder = self._dir(avatar_id)
         if not (folder / "meta.json").is_file():
             raise KeyError(avatar_id)
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = _with_sharpness(json.loads((folder / "meta.json").read_text()))
         with Image.open(folder / "image.png") as img:
             image = np.asarray(img.convert("RGB"), dtype=np.uint8)
         return Avatar(
@@ -206,7 +262,7 @@ class AvatarStore:
         for folder in sorted(self.root.iterdir()):
             meta_file = folder / "meta.json"
             if folder.name[0] != "." and meta_file.is_file():
-                metas.append(json.loads(meta_file.read_text()))
+                metas.append(_with_sharpness(json.loads(meta_file.read_text())))
         return sorted(metas, key=lambda m: m.get("created", 0))
 
     def delete(self, avatar_id: str) -> None:

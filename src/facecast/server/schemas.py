@@ -79,6 +79,8 @@ class Health(Reply):
 class Avatar(Reply):
     id: str
     name: str | None = None
+    crop_scale: float | None = Field(None, description="frame pixels per photo pixel; above 1, upscaled")
+    warning: str | None = Field(None, description="present when the frame is upscaled enough to look soft")
 
 
 class AvatarList(Reply):

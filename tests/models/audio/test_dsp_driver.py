@@ -95,3 +95,22 @@ def test_interrupt_relaxes_the_next_frame(rig: FaceRig) -> None:
     after = driver.push(np.zeros(AUDIO_RATE_HZ // 10, np.float32))
     assert after[0].index == shown[-1].index + 1 or after[0].index > shown[-1].index
     assert _jaw(after).max() < 0.02
+
+
+def _hiss(seconds: float, amplitude: float) -> np.ndarray:
+    """Noise above 3 kHz (a fricative's frication), at a given amplitude."""
+    rng = np.random.default_rng(0)
+    spec = np.fft.rfft(rng.standard_normal(int(seconds * AUDIO_RATE_HZ)))
+    spec[np.fft.rfftfreq(int(seconds * AUDIO_RATE_HZ), 1 / AUDIO_RATE_HZ) < 3000] = 0
+    noise = np.fft.irfft(spec, int(seconds * AUDIO_RATE_HZ))
+    return (amplitude * noise / np.abs(noise).max()).astype(np.float32)
+
+
+def test_a_weak_hiss_tucks_the_lower_lip_and_a_loud_one_does_not(rig: FaceRig) -> None:
+    """After a vowel, faint frication reads as F/V (lower lip up and back), a loud one as S (teeth together)."""
+    vowel = _harmonic(120, 0.5, cutoff=300, formants=(750, 1200))
+    tuck = lambda fr: -np.mean([f.mesh_offsets[17, 2] for f in fr[22:28]])  # noqa: E731 - lower lip back
+    weak = DspMotionDriver(rig).push(np.concatenate([vowel, _hiss(0.4, 0.03)]))  # 20 dB under the vowel
+    loud = DspMotionDriver(rig).push(np.concatenate([vowel, _hiss(0.4, 0.3)]))
+    assert tuck(weak) > 0.08  # cm
+    assert tuck(loud) < 0.5 * tuck(weak)

@@ -5,7 +5,8 @@ Language-independent cues, per 10 ms hop of a 25 ms Hann window:
 - nasal murmur / voice bar (energy below 300 Hz dominating the formant band, as in M, N, B) → lips
   pressed, jaw closed: bilabials close the mouth even though they are loud;
 - spectral centroid of the formant band (high F2: "ee", low F2: "oo") → spread vs rounding;
-- fricative noise above 3 kHz dominating → teeth nearly together.
+- fricative noise above 3 kHz dominating → teeth nearly together; when that noise is weak against the
+  speech's loudness (F, V, TH rather than S, SH) the lower lip also tucks under the upper teeth.
 Frame k (30 fps) averages the hops around its interval shifted by SHIFT_S into the future, so the
 mouth leads the sound slightly, as real articulation does. Look-ahead: SHIFT_S + half a window.
 """
@@ -54,11 +55,11 @@ class DspMotionDriver:
         self._buf = np.zeros(0, np.float32)  # audio from absolute sample self._buf_start
         self._buf_start = 0
         self._pushed = 0
-        self._hops: list[np.ndarray] = []  # per hop: [jaw, spread, round, press, speech]
+        self._hops: list[np.ndarray] = []  # per hop: [jaw, spread, round, press, fv, speech]
         self._hop0 = 0  # absolute index of self._hops[0]
         self._next_frame = 0
         self._peak_db = -20.0
-        self._state = np.zeros(5, np.float64)
+        self._state = np.zeros(6, np.float64)
 
     @property
     def next_frame(self) -> int:
@@ -89,7 +90,7 @@ class DspMotionDriver:
         self._state[:] = 0.0
 
     def _hop_features(self, center: int) -> np.ndarray:
-        """Smoothed [jaw, spread, round, press, speech] for the hop centred at absolute sample `center`."""
+        """Smoothed [jaw, spread, round, press, fv, speech] for the hop centred at absolute sample `center`."""
         start = center - WIN // 2 - self._buf_start
         seg = self._buf[max(0, start) : start + WIN]
         if start < 0:
@@ -107,8 +108,13 @@ class DspMotionDriver:
         tilt = float(np.clip((centroid - 1500.0) / 700.0, -1.0, 1.0))
         voiced = level * (1.0 - fric)
         jaw = MAX_JAW_CM * level**1.3 * (1.0 - nasal) * (1.0 - 0.7 * fric)
+        # Labiodental: hiss well below the loudness peak (a sibilant's hiss is nearly as loud as a vowel).
+        high_db = 10.0 * math.log10(e_high / FULL_SCALE_SINE_POWER + 1e-12)
+        sibilant = float(np.clip((high_db - (self._peak_db - 18.0)) / 8.0, 0.0, 1.0))
+        audible = float(np.clip((high_db - floor) / 12.0, 0.0, 1.0))
+        fv = fric * (1.0 - sibilant) * audible
         target = np.array(
-            [jaw, max(tilt, 0.0) * voiced, max(-tilt, 0.0) * voiced, nasal * level, level], np.float64
+            [jaw, max(tilt, 0.0) * voiced, max(-tilt, 0.0) * voiced, nasal * level, fv, level], np.float64
         )
         # Fast attack, slower release, per coefficient (one-pole filters at the hop rate).
         rising = target > self._state
@@ -130,8 +136,12 @@ class DspMotionDriver:
                 break
             while self._hop0 + len(self._hops) < h1:
                 self._hops.append(self._hop_features((self._hop0 + len(self._hops)) * HOP + HOP // 2))
-            jaw, spread, rnd, press, speech = np.mean(self._hops[h0 - self._hop0 : h1 - self._hop0], axis=0)
-            expr = Expression(jaw=float(jaw), spread=float(spread), round=float(rnd), press=float(press))
+            jaw, spread, rnd, press, fv, speech = np.mean(
+                self._hops[h0 - self._hop0 : h1 - self._hop0], axis=0
+            )
+            expr = Expression(
+                jaw=float(jaw), spread=float(spread), round=float(rnd), press=float(press), fv=float(fv)
+            )
             frames.append(MotionFrame(index=k, mesh_offsets=self.rig.offsets(expr), speech=float(speech)))
             self._next_frame += 1
         self._trim()

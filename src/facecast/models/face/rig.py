@@ -14,6 +14,9 @@ from facecast.models.face import topology as T
 
 JAW_PIVOT_ABOVE_MOUTH_CM = 3.5  # the jaw hinge sits near the ear, above and behind the mouth
 JAW_PIVOT_BEHIND_CM = 6.0
+# The rest pose closes a photo's open mouth a little past shut, so the lips meet all along (the gap is
+# narrower at the corners than at the centre); little more, or speech must first undo the overlap.
+REST_OVERSHOOT = 1.15
 
 
 def _smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
@@ -29,6 +32,18 @@ class Expression:
     spread: float = 0.0
     round: float = 0.0
     press: float = 0.0
+    fv: float = 0.0  # lower lip up and back under the upper teeth (F, V)
+
+
+# The shapes a viewer should tell apart, as `facecast bench look` shows them (jaw in cm).
+SHAPES: dict[str, Expression] = {
+    "rest": Expression(),
+    "open vowel": Expression(jaw=1.3),
+    "rounded": Expression(jaw=0.5, round=1.0),
+    "spread": Expression(jaw=0.25, spread=1.0),
+    "F/V": Expression(fv=1.0),
+    "closure": Expression(press=1.0),
+}
 
 
 class FaceRig:
@@ -40,7 +55,9 @@ class FaceRig:
         self.jaw = self._jaw_basis(v)
         self.spread, self.round = self._corner_bases(v)
         self.press = self._press_basis(v)
-        self.blink = self._blink_basis(v)
+        self.blink_upper, self.blink_lower = self._blink_bases(v)
+        self.blink = self.blink_upper + self.blink_lower
+        self.fv = self._fv_basis(v)
         self.rest = self._rest_closure(v, self.jaw)
 
     @staticmethod
@@ -96,7 +113,7 @@ class FaceRig:
         lips meet all along (the gap is narrower at the corners than at the centre); the skin above the
         upper lip follows with a smooth falloff so the warp never folds. Speech opens from there.
         """
-        gap = 1.5 * max(0.0, v[13, 1] - v[14, 1])
+        gap = REST_OVERSHOOT * max(0.0, v[13, 1] - v[14, 1])
         d = -0.6 * gap * jaw
         corner_x = 0.5 * (abs(v[61, 0]) + abs(v[291, 0]))
         above = np.clip(1.0 - (v[:, 1] - v[0, 1]) / 1.5, 0.0, 1.0)  # 1 at the upper lip, 0 at 1.5 cm above
@@ -107,14 +124,27 @@ class FaceRig:
         return d
 
     @staticmethod
-    def _blink_basis(v: np.ndarray) -> np.ndarray:
-        """Upper lids down onto the lower lids (and the skin just above them partly)."""
+    def _fv_basis(v: np.ndarray) -> np.ndarray:
+        """F/V: the upper lip lifts a little off the teeth and the lower lip tucks up and back under them."""
         d = np.zeros_like(v)
+        d[T.UPPER_LIP, 1] = 0.16
+        d[T.LOWER_LIP, 1] = -0.06
+        d[T.LOWER_LIP, 2] = -0.2
+        for corner in T.MOUTH_CORNERS:
+            d[corner, 1] = 0.04
+        return d
+
+    @staticmethod
+    def _blink_bases(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Upper lids down onto the lower lids (and the skin just above them partly); the lower lids up a
+        little. Two fields: the warp renderer paints the upper lid instead of moving it."""
+        d = np.zeros_like(v)
+        lower_part = np.zeros_like(v)
         for pairs in (T.LEFT_EYELID_PAIRS, T.RIGHT_EYELID_PAIRS):
             upper = [u for u, _ in pairs]
             for u, lo in pairs:
                 d[u] = 0.85 * (v[lo] - v[u])
-                d[lo] = 0.12 * (v[u] - v[lo])
+                lower_part[lo] = 0.12 * (v[u] - v[lo])
             # Skin above the lid follows part of the way so the lid does not fold.
             for i in range(len(v)):
                 if i in upper or np.any(d[i]):
@@ -123,7 +153,7 @@ class FaceRig:
                 j = int(np.argmin(dist))
                 if dist[j] < 0.9 and v[i, 1] > v[upper[j], 1]:
                     d[i] = d[upper[j]] * 0.35 * (1.0 - dist[j] / 0.9)
-        return d
+        return d, lower_part
 
     def offsets(self, expr: Expression, blink: float = 0.0) -> np.ndarray:
         """(468, 3) float32 mesh offsets for an expression and a blink amount (0 open .. 1 closed)."""
@@ -133,6 +163,7 @@ class FaceRig:
             + expr.spread * self.spread
             + expr.round * self.round
             + expr.press * self.press
+            + expr.fv * self.fv
             + blink * self.blink
         )
         return out.astype(np.float32)

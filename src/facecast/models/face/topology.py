@@ -14,8 +14,19 @@ INNER_LIP_RING = INNER_LIP_UPPER + INNER_LIP_LOWER[1:-1]
 UPPER_LIP = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 191, 80, 81, 82, 13, 312, 311, 310, 415]
 LOWER_LIP = [146, 91, 181, 84, 17, 314, 405, 321, 375, 95, 88, 178, 87, 14, 317, 402, 318, 324]
 MOUTH_CORNERS = [61, 291, 78, 308]
+# Outer lip ring in order (corner 61 → upper lip → corner 291 → lower lip).
+OUTER_LIP_RING = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146]
 
 # Eyelids: (upper, lower) vertex pairs facing each other, for blinks.
 LEFT_EYELID_PAIRS = [(466, 249), (388, 390), (387, 373), (386, 374), (385, 380), (384, 381), (398, 382)]
 RIGHT_EYELID_PAIRS = [(246, 7), (161, 163), (160, 144), (159, 145), (158, 153), (157, 154), (173, 155)]
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 263, 33
+
+# Eye contours, corner to corner along the upper and along the lower lid margin (the same corners).
+RIGHT_EYE_UPPER = [33, 246, 161, 160, 159, 158, 157, 173, 133]
+RIGHT_EYE_LOWER = [33, 7, 163, 144, 145, 153, 154, 155, 133]
+LEFT_EYE_UPPER = [263, 466, 388, 387, 386, 385, 384, 398, 362]
+LEFT_EYE_LOWER = [263, 249, 390, 373, 374, 380, 381, 382, 362]
+# Lower edge of each brow, from its outer end inwards: how far up the lid skin reaches.
+RIGHT_BROW_LOWER = [46, 53, 52, 65, 55]
+LEFT_BROW_LOWER = [276, 283, 282, 295, 285]

@@ -7,10 +7,17 @@ barycentric weights, stored as a sparse matrix.
 Per frame: project the driven mesh (camera of docs/aniportrait.md §3) → landmark displacements; anchors
 take the head's rigid 2D motion; sparse matrix × displacements → dense field, upsampled; the backward map
 x − d(x − d(x)) (one fixed-point step inverts the forward field well for smooth motion); cv2.remap
-with border replication (never tears at the image border); paint the mouth interior where lips part.
+with border replication (never tears at the image border); then the upper eyelids (eyelids.py) and the
+mouth interior where the lips part (mouth.py).
+
+The portrait is first given closed lips (lips.py), so the rest pose and every closure show lip, never
+the photo's teeth squashed between the lips. Blinks are not warped: the rig's upper-lid motion is taken
+out of the mesh here and the lid is painted over the eye instead; the lower lid still rises by warping.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,7 +28,10 @@ from facecast.frames import MotionFrame
 from facecast.models.avatar import Avatar
 from facecast.models.face import topology as T
 from facecast.models.face.projection import pose_matrix, project_with_matrices
-from facecast.models.render.mouth import paint_mouth
+from facecast.models.face.rig import FaceRig
+from facecast.models.render.eyelids import EyeLids
+from facecast.models.render.lips import close_mouth
+from facecast.models.render.mouth import MouthPainter
 
 # (scale of the face oval about its centre, weight of the head's rigid motion) per anchor ring.
 ANCHOR_RINGS = [(1.25, 1.0), (1.6, 0.55), (2.1, 0.15), (2.7, 0.0)]
@@ -37,13 +47,36 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m if m is not None else np.array([[1, 0, 0], [0, 1, 0]], np.float64)
 
 
+@dataclass
+class Solved:
+    """One frame's geometry: control-point displacements (px), the head's rigid 2x3 affine (portrait →
+    frame), how far the jaw has moved the lower teeth (px) and the lid amount (0 open .. 1 closed)."""
+
+    disp: np.ndarray
+    skull: np.ndarray
+    jaw_shift: np.ndarray
+    lids: float
+
+
+def _sclera(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """RGB of the whites of the eyes (the brightest, least saturated pixels inside the eye contours)."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for upper, lower in ((T.RIGHT_EYE_UPPER, T.RIGHT_EYE_LOWER), (T.LEFT_EYE_UPPER, T.LEFT_EYE_LOWER)):
+        cv2.fillPoly(mask, [np.round(landmarks[upper + lower[::-1]]).astype(np.int32)], (1,))
+    pixels = image[mask.astype(bool)].astype(np.float32)
+    if len(pixels) < 10:
+        return np.array([225, 220, 210], np.float32)
+    score = pixels.mean(1) - (pixels.max(1) - pixels.min(1))  # bright and grey
+    return np.median(pixels[score >= np.percentile(score, 80)], axis=0)
+
+
 class WarpRenderer:
     """render(motion) → (size, size, 3) uint8 RGB. Plain synchronous object; cost ≈ a few ms per frame."""
 
     window = 1  # frames per render call
     latency_frames = 0
 
-    def __init__(self, avatar: Avatar, size: int | None = None) -> None:
+    def __init__(self, avatar: Avatar, size: int | None = None, rig: FaceRig | None = None) -> None:
         self.size = size or avatar.size
         s = self.size
         image = avatar.image
@@ -51,14 +84,22 @@ class WarpRenderer:
             image = cv2.resize(
                 image, (s, s), interpolation=cv2.INTER_AREA if image.shape[0] > s else cv2.INTER_CUBIC
             )
-        self.image = np.ascontiguousarray(image)
         self.mesh = np.asarray(avatar.mesh, np.float64)
         self.matrix = np.asarray(avatar.matrix, np.float64)
         self.landmarks = avatar.landmarks[:468, :2].astype(np.float64) * s
+        mouth = close_mouth(np.ascontiguousarray(image), self.landmarks)
+        self.image = mouth.image
+        self.mouth = MouthPainter(mouth, self.landmarks, _sclera(image, self.landmarks))
+        self.eyelids = EyeLids(self.image, self.landmarks)
+        self.rig = rig or FaceRig(self.mesh)
+        self._upper_lid = self.rig.blink_upper.astype(np.float32)
         # Projection of the undeformed mesh: displacements are measured from it, so the small residual of
         # the geometry fit never moves the portrait.
         self.ref_proj = project_with_matrices(self.mesh, self.matrix, s, s)
-        self.ref_gap_px = float(np.linalg.norm(self.landmarks[14] - self.landmarks[13]))
+        # The lower teeth follow the jaw, read at the middle of the lower lip (which the jaw carries),
+        # from the rest pose (a smiling photo's rest raises the jaw).
+        rest = project_with_matrices(self.mesh + self.rig.rest, self.matrix, s, s)
+        self._rest_jaw = rest[14] - self.ref_proj[14]
         self.anchors, self.anchor_weights = self._anchors()
         points = np.concatenate([self.landmarks, self.anchors])
         self._weights = self._barycentric_matrix(points)
@@ -107,20 +148,24 @@ class WarpRenderer:
             (bary.ravel().astype(np.float32), (rows, cols)), shape=(len(q), len(points)), dtype=np.float32
         )
 
-    def displacements(self, motion: MotionFrame) -> np.ndarray:
-        """(468 + anchors, 2) pixel displacements of the control points for one motion frame."""
+    def solve(self, motion: MotionFrame) -> Solved:
+        """Control-point displacements and the teeth's motion for one motion frame."""
         s = self.size
         posed = self.matrix @ pose_matrix(motion.pose)
-        driven = project_with_matrices(self.mesh + motion.mesh_offsets, posed, s, s)
+        offsets = motion.mesh_offsets - motion.blink * self._upper_lid  # the painted lid replaces this
+        driven = project_with_matrices(self.mesh + offsets, posed, s, s)
         d_lmk = driven - self.ref_proj
+        skull = np.array([[1, 0, 0], [0, 1, 0]], np.float64)
+        rigid = self.ref_proj
         if np.any(motion.pose):
             rigid = project_with_matrices(self.mesh, posed, s, s)
-            m = _similarity(self.ref_proj[T.FACE_OVAL], rigid[T.FACE_OVAL])
-            moved = self.anchors @ m[:, :2].T + m[:, 2]
+            skull = _similarity(self.ref_proj[T.FACE_OVAL], rigid[T.FACE_OVAL])
+            moved = self.anchors @ skull[:, :2].T + skull[:, 2]
             d_anchor = (moved - self.anchors) * self.anchor_weights[:, None]
         else:
             d_anchor = np.zeros_like(self.anchors)
-        return np.concatenate([d_lmk, d_anchor])
+        jaw_shift = driven[14] - rigid[14] - skull[:, :2] @ self._rest_jaw
+        return Solved(np.concatenate([d_lmk, d_anchor]), skull, jaw_shift, float(motion.blink))
 
     def backward_map(self, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Control-point displacements → (map_x, map_y) float32 (size, size) source coordinates.
@@ -139,15 +184,17 @@ class WarpRenderer:
     def warp(self, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
         return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def paint(self, out: np.ndarray, disp: np.ndarray) -> None:
-        """Mouth interior where the lips part further than in the portrait."""
-        target = self.landmarks + disp[:468]
-        # Up to the portrait's own opening its real mouth interior shows; beyond it, a synthetic one.
-        extra_gap = float(np.linalg.norm(target[14] - target[13])) - 1.3 * self.ref_gap_px
-        paint_mouth(out, target[T.INNER_LIP_UPPER], target[T.INNER_LIP_LOWER[::-1]], extra_gap)
+    def paint(self, out: np.ndarray, solved: Solved, maps: tuple[np.ndarray, np.ndarray]) -> None:
+        """Eyelids, then the mouth interior where the lips part (in place)."""
+        self.eyelids.paint(out, *maps, solved.lids)
+        target = self.landmarks + solved.disp[:468]
+        self.mouth.paint(
+            out, target[T.INNER_LIP_UPPER], target[T.INNER_LIP_LOWER[::-1]], solved.skull, solved.jaw_shift
+        )
 
     def render(self, motion: MotionFrame) -> np.ndarray:
-        disp = self.displacements(motion)
-        out = self.warp(*self.backward_map(disp))
-        self.paint(out, disp)
+        solved = self.solve(motion)
+        maps = self.backward_map(solved.disp)
+        out = self.warp(*maps)
+        self.paint(out, solved, maps)
         return out
