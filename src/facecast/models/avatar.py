@@ -126,11 +126,13 @@ def upscale_warning(meta: dict[str, Any], frame_size: int | None = None) -> str 
 
 
 def _with_sharpness(meta: dict[str, Any]) -> dict[str, Any]:
-    """meta with crop_scale, face_width_px and warning filled in where an older facecast left them out."""
+    """meta with crop_scale (output pixels per photo pixel: above 1, upscaled), face_width_px and warning
+    filled in: at preparation, and where an older facecast left them out."""
     box, size = meta.get("crop_box"), meta.get("size")
     if "crop_scale" in meta or not box or not size:
         return meta
-    meta = dict(meta, crop_scale=round(size / box[2], 3), face_width_px=round(box[2] * FACE_WIDTH_FRACTION))
+    face_w = meta.get("face_width_px") or round(box[2] * FACE_WIDTH_FRACTION)
+    meta = dict(meta, crop_scale=round(size / box[2], 3), face_width_px=face_w)
     warning = upscale_warning(meta)
     return meta | {"warning": warning} if warning else meta
 
@@ -162,18 +164,10 @@ def prepare_avatar(data: bytes, *, size: int = 512, name: str = "") -> Avatar:
             "the mouth is wide open in the photo; use a portrait with a closed mouth or a smile"
         )
     mesh, matrix = fit_face_geometry(landmarks, size, size)
-    meta: dict[str, Any] = {
-        "name": name,
-        "size": size,
-        "source_width": w,
-        "source_height": h,
-        "crop_box": [x0, y0, side],
-        "crop_scale": round(size / side, 3),  # output pixels per photo pixel: above 1, upscaled
-        "face_width_px": round(face_w),
-    }
-    warning = upscale_warning(meta)
-    if warning:
-        meta["warning"] = warning
+    meta = _with_sharpness(
+        {"name": name, "size": size, "source_width": w, "source_height": h, "crop_box": [x0, y0, side],
+         "face_width_px": round(face_w)}
+    )  # fmt: skip
     return Avatar(id="", image=crop, landmarks=landmarks, mesh=mesh, matrix=matrix, meta=meta)
 
 

@@ -18,7 +18,7 @@ EYE_OUTER_CORNERS = (33, 263)
 RIGHT_EYE = ((33, 133), ((160, 144), (159, 145), (158, 153)))
 LEFT_EYE = ((263, 362), ((387, 373), (386, 374), (385, 380)))
 
-# Thresholds measured on the 512 px crops of ../shared/media's portraits and of test photos made from them
+# Thresholds measured on the 512 px crops of three public-domain test portraits and of photos made from them
 # (tests/models/test_portrait_checks.py):
 # - eyes, mean EAR of both: open 0.267 (grace_hopper_512: narrow eyes behind glasses), 0.320 (astronaut),
 #   0.329 (astronaut_512); shut by the warp renderer's blink 0.138 (astronaut_512), 0.166 (Grace); painted

@@ -52,7 +52,7 @@ class WarpEngine(Engine):
         self.composer = MotionComposer(
             self.rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion
         )
-        self.renderer = WarpRenderer(avatar, size)
+        self.renderer = WarpRenderer(avatar, size, self.rig)
         super().__init__(fps=fps, size=self.renderer.size, lookahead_frames=self.driver.lookahead_frames)
         self._motions: deque[MotionFrame] = deque()  # composed, not yet taken
 

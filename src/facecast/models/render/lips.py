@@ -25,13 +25,12 @@ MIN_TEETH_FRACTION = 0.02  # teeth pixels / mouth width²: fewer is noise (a gli
 @dataclass
 class PortraitMouth:
     """image: the portrait with its lips closed; teeth: RGBA patch of the photo's teeth at `teeth_origin`
-    (portrait pixels of its top-left corner), or None; lip / skin: RGB tones sampled from the photo."""
+    (portrait pixels of its top-left corner), or None; lip: the lips' RGB tone sampled from the photo."""
 
     image: np.ndarray
     teeth: np.ndarray | None
     teeth_origin: tuple[int, int]
     lip: np.ndarray
-    skin: np.ndarray
 
 
 def _ring_mask(points: np.ndarray, shape: tuple[int, int], origin: np.ndarray) -> np.ndarray:
@@ -57,14 +56,13 @@ def close_mouth(image: np.ndarray, landmarks: np.ndarray) -> PortraitMouth:
     inner_area = _ring_mask(inner, shape, origin)
     lips_wide = cv2.dilate(lips_area.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     lip_only = lips_area & ~cv2.dilate(inner_area.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    lip_lab = np.median(lab[lip_only], axis=0) if lip_only.any() else np.median(lab[lips_area], axis=0)
-    lip_rgb = np.median(roi[lip_only if lip_only.any() else lips_area], axis=0).astype(np.float32)
-    cheeks = np.concatenate([_disc(image, landmarks[i], 0.06 * width) for i in (50, 280)])
-    skin_rgb = np.median(cheeks, axis=0).astype(np.float32)
+    lip_px = lip_only if lip_only.any() else lips_area
+    lip_lab = np.median(lab[lip_px], axis=0)
+    lip_rgb = np.median(roi[lip_px], axis=0).astype(np.float32)
 
     gap = _gap_px(landmarks)
     if gap < MIN_GAP_FRACTION * width:  # a closed mouth: nothing lies between the lips
-        return PortraitMouth(image.copy(), None, (int(x0), int(y0)), lip_rgb, skin_rgb)
+        return PortraitMouth(image.copy(), None, (int(x0), int(y0)), lip_rgb)
     # Interior: brighter and less red than the lips (teeth), or much darker (cavity, corners), near the
     # inner lip line (a glossy highlight on the lower lip is bright too, but further away).
     light, red = lab[..., 0], lab[..., 1]
@@ -96,7 +94,7 @@ def close_mouth(image: np.ndarray, landmarks: np.ndarray) -> PortraitMouth:
     filled = _fill_columns(roi, interior, lips_area)
     out = image.copy()
     out[y0:y1, x0:x1] = filled
-    return PortraitMouth(out, patch, (int(x0), int(y0)), lip_rgb, skin_rgb)
+    return PortraitMouth(out, patch, (int(x0), int(y0)), lip_rgb)
 
 
 def _large_parts(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -107,14 +105,6 @@ def _large_parts(mask: np.ndarray, min_area: float) -> np.ndarray:
 
 def _gap_px(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[13] - landmarks[14]))
-
-
-def _disc(image: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
-    h, w = image.shape[:2]
-    r = max(2, int(radius))
-    cx, cy = int(round(centre[0])), int(round(centre[1]))
-    patch = image[max(cy - r, 0) : min(cy + r, h), max(cx - r, 0) : min(cx + r, w)]
-    return patch.reshape(-1, 3)
 
 
 def _spans(interior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """The mouth interior, painted each frame where the warped lips part: cavity, tongue, two rows of teeth.
 
-Everything is tinted from the face (lips, skin, the whites of the eyes), so it sits in the photo's
+Everything is tinted from the face (the lips and the whites of the eyes), so it sits in the photo's
 light. The upper teeth are fixed to the skull (they move with the head pose only); the lower teeth move
 with the jaw. A photo that shows its teeth lends them as the upper row (lips.PortraitMouth.teeth).
 The interior darkens as the opening narrows: little light gets into a nearly closed mouth.
@@ -38,8 +38,6 @@ class MouthPainter:
 
     def __init__(self, mouth: PortraitMouth, landmarks: np.ndarray, sclera: np.ndarray) -> None:
         width = float(np.linalg.norm(landmarks[61] - landmarks[291]))
-        self.width = width
-        centre = 0.5 * (landmarks[13] + landmarks[14])
         meet = landmarks[13] + MEET_AT * (landmarks[14] - landmarks[13])  # where the closed lips meet
         # Enamel: between the eyes' whites (lit like the face) and a typical tooth shade; gums and the
         # cavity from the lip colour.
@@ -60,7 +58,6 @@ class MouthPainter:
         row = draw_row(0.75 * width, 0.09 * width, tone * 0.8, gum, upper=False)
         top = meet + [0.0, 0.015 * width]  # lower incisors just behind and under the upper ones
         self.lower = Patch(row, top - [row.shape[1] / 2, 0.0])
-        self.centre = centre
 
     def paint(
         self,
