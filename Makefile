@@ -3,13 +3,18 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.facecast-installed
-# Debian packages: espeak-ng (TTS), sox (audio tools), chromium + driver (browser tests).
-SYS_BINS := espeak-ng sox chromium chromedriver
-SYS_PKGS := espeak-ng sox chromium chromium-driver
+# The client package (clients/python) with its Pipecat and LiveKit integrations has its own environment:
+# they need protobuf >= 5, the server's mediapipe needs protobuf < 5.
+CLIENT_VENV ?= .venv-client
+CLIENT_STAMP := $(CLIENT_VENV)/.facecast-client-installed
+# Debian packages: espeak-ng (TTS), sox (audio tools), chromium + driver (browser tests),
+# pulseaudio + libportaudio2 (the microphone client and its test).
+SYS_BINS := espeak-ng sox chromium chromedriver pulseaudio paplay
+SYS_PKGS := espeak-ng sox chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
 
 .PHONY: install sysdeps serve test lint typecheck pytest demo clean
 
-install: sysdeps $(STAMP)
+install: sysdeps $(STAMP) $(CLIENT_STAMP)
 
 # Installs missing Debian packages when run as root (CI and fresh machines); otherwise says what to install.
 sysdeps:
@@ -23,10 +28,15 @@ sysdeps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e clients/python -e '.[dev]'
 	@touch $(STAMP)
+
+$(CLIENT_STAMP): clients/python/pyproject.toml
+	@test -x $(CLIENT_VENV)/bin/python || python3 -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[pipecat,livekit,mic,test]'
+	@touch $(CLIENT_STAMP)
 
 serve: install
 	$(VENV)/bin/facecast serve
@@ -35,19 +45,23 @@ demo: install
 	$(VENV)/bin/facecast render --audio src/facecast/assets/demo_speech.wav -o out/demo.mp4
 
 lint: install
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests clients/python
+	$(VENV)/bin/ruff format --check src tests clients/python
 
 typecheck: install
 	$(VENV)/bin/mypy
+	cd clients/python && ../../$(CLIENT_VENV)/bin/mypy
 
 pytest: install
 	$(VENV)/bin/pytest -q
+	cd clients/python && ../../$(CLIENT_VENV)/bin/pytest -q
 
 test: install
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests clients/python
 	$(VENV)/bin/mypy
+	cd clients/python && ../../$(CLIENT_VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+	cd clients/python && ../../$(CLIENT_VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENT_VENV) .pytest_cache .mypy_cache .ruff_cache

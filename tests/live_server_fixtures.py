@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from facecast_client import FacecastClient
 
 from facecast.config import Settings
 from facecast.models.avatar import AvatarStore
-from facecast.server.client import FacecastClient
 from facecast.server.runner import RunningServer, running_server
 
 

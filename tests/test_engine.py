@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from facecast_client import FacecastClient, pcm_s16le
 
 from facecast.config import RenderSettings
 from facecast.engine import Engine, EngineError, create_engine, engine_names, register_engine
 from facecast.frames import AudioBlock, MotionFrame, VideoFrame, frame_samples
 from facecast.outputs.queues import QueueOutput
-from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer
 
 

@@ -128,6 +128,7 @@ class OutputFrame:
     encode_s: float = 0.0  # shared video encoding, all codecs (worker thread)
     rendered: bool = True  # False: the worker was late and repeated the previous image (overload)
     utterances: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)  # utterances whose last sample this frame carries
     packets: dict[str, av.Packet | None] = field(default_factory=dict)  # codec -> this frame encoded
 
     @property

@@ -16,12 +16,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from facecast_client import FacecastClient, pcm_s16le
 
 from facecast.config import Settings, load_settings
 from facecast.frames import OutputFrame
 from facecast.models.audio.decode import decode_audio
 from facecast.outputs.queues import QueueOutput
-from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer, running_server
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import aiohttp
+from facecast_client import FacecastClient, pcm_s16le
 
 from facecast.models.audio.decode import decode_audio
-from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer
 
 

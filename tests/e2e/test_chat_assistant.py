@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from facecast_client import FacecastClient, pcm_s16le
 
 from facecast.models.audio.decode import decode_audio
 from facecast.outputs.queues import QueueOutput
-from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer
 
 

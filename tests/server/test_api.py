@@ -10,10 +10,10 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
+from facecast_client import FacecastClient, audio_subprotocols
 
 from facecast.config import Settings
 from facecast.server.app import UnsafeBindError, check_bind
-from facecast.server.client import FacecastClient, audio_subprotocols
 from facecast.server.runner import RunningServer, running_server
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import aiohttp
 import av
 import numpy as np
+from facecast_client import FacecastClient, Viewer
 
-from facecast.server.client import FacecastClient, Viewer
 from facecast.server.runner import RunningServer
 
 

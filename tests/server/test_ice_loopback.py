@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from facecast_client import FacecastClient, Viewer
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient, Viewer
 from facecast.server.ice import host_candidate_addresses
 from facecast.server.runner import running_server
 

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from facecast_client import FacecastClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient
 from facecast.server.metrics import Metrics
 from facecast.server.runner import RunningServer, running_server
 

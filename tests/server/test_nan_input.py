@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+from facecast_client import FacecastClient, pcm_s16le
 
-from facecast.server.client import FacecastClient, pcm_s16le
 from facecast.server.runner import RunningServer
 from facecast.stream.session import SessionRuntime
 

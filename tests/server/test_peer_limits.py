@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
+from facecast_client import FacecastClient, Viewer
+from facecast_client.ice import restrict_host_candidates, rtc_configuration
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient, Viewer
-from facecast.server.ice import restrict_host_candidates, rtc_configuration
 from facecast.server.runner import RunningServer, running_server
 from facecast.server.webrtc import MAX_SDP_BYTES, close_unless_connected
 

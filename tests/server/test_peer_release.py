@@ -10,8 +10,8 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+from facecast_client import FacecastClient, Viewer
 
-from facecast.server.client import FacecastClient, Viewer
 from facecast.server.runner import RunningServer
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from facecast_client import FacecastClient, Viewer, audio_subprotocols
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient, Viewer, audio_subprotocols
 from facecast.server.runner import RunningServer, running_server
 
 ADMIN = "admin-token-0123456789"

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
+from facecast_client import FacecastClient, Viewer, audio_subprotocols
 
 from facecast.config import Settings
-from facecast.server.client import FacecastClient, Viewer, audio_subprotocols
 from facecast.server.runner import RunningServer, running_server
 from facecast.server.webrtc import client_ice_servers, ice_server_links
 

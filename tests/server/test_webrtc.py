@@ -10,11 +10,11 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.sdp import SessionDescription
+from facecast_client import FacecastClient, Viewer
+from facecast_client.ice import restrict_host_candidates, rtc_configuration
 
 from facecast.outputs.queues import QueueOutput
 from facecast.outputs.video_encoder import KEYFRAME_INTERVAL_S, SharedVideoEncoder
-from facecast.server.client import FacecastClient, Viewer
-from facecast.server.ice import restrict_host_candidates, rtc_configuration
 from facecast.server.runner import RunningServer
 
 

@@ -10,8 +10,8 @@ import logging
 
 import aiohttp
 import pytest
+from facecast_client import FacecastClient
 
-from facecast.server.client import FacecastClient
 from facecast.server.runner import RunningServer
 from facecast.server.speech_in import WS_MAX_TEXT_CHARS
 

@@ -261,8 +261,7 @@ class ReferenceServer:
 
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-
-        from facecast.server.ice import restrict_host_candidates, rtc_configuration
+        from facecast_client.ice import restrict_host_candidates, rtc_configuration
 
         pc = RTCPeerConnection(rtc_configuration([]))  # no STUN: loopback only
         self.peers.append(pc)

@@ -80,8 +80,9 @@ async def _speak_forever(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, second
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from facecast_client import FacecastClient, Viewer, pcm_s16le
+
     from facecast.bench.live_latency import _speech
-    from facecast.server.client import FacecastClient, Viewer, pcm_s16le
 
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure here
     speech = await _speech(args.audio)

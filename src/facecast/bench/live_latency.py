@@ -65,8 +65,9 @@ async def _speech(path: Path | None) -> np.ndarray:
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from facecast_client import FacecastClient, pcm_s16le
+
     from facecast.config import Settings
-    from facecast.server.client import FacecastClient, pcm_s16le
     from facecast.server.runner import running_server
 
     home = args.home or Path(tempfile.mkdtemp(prefix="facecast-bench-"))

@@ -107,8 +107,9 @@ def _serve(workdir: Path, args: argparse.Namespace, token: str) -> Iterator[Serv
 
 
 def _speech_pcm(path: Path | None) -> bytes:
+    from facecast_client import pcm_s16le
+
     from facecast.models.audio.decode import decode_audio
-    from facecast.server.client import pcm_s16le
 
     if path is None:
         with resources.as_file(resources.files("facecast.assets") / "demo_speech.wav") as demo:

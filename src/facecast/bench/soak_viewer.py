@@ -36,8 +36,7 @@ REPORT_S = 1.0
 
 async def run_viewer(url: str, session_id: str, token: str | None) -> None:
     import aiohttp
-
-    from facecast.server.client import Viewer
+    from facecast_client import Viewer
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     start, parent = time.monotonic(), os.getppid()

@@ -38,6 +38,7 @@ def session_info(live: LiveSession, ice_servers: list[dict[str, Any]]) -> dict[s
             "whip": f"/v1/sessions/{live.id}/whip",
             "audio": f"/v1/sessions/{live.id}/audio",
             "events": f"/v1/sessions/{live.id}/events",
+            "frames": f"/v1/sessions/{live.id}/frames",
             "ice_servers": f"/v1/sessions/{live.id}/ice_servers",
             "view": f"/v1/sessions/{live.id}/view?token={live.view_token}",
         },

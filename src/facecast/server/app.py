@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from facecast.config import Settings, check_api_token
-from facecast.server import api_avatars, api_sessions, openapi, speech_in, webrtc
+from facecast.server import api_avatars, api_sessions, frames_ws, openapi, speech_in, webrtc
 from facecast.server.access_log import install_access_log_filter
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
 from facecast.server.errors import ApiError, clip, error_middleware, parse_body
@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.App
     api_sessions.add_routes(app, client)
     webrtc.add_routes(app)
     speech_in.add_routes(app)
+    frames_ws.add_routes(app)
     # Last: whatever no route above matched. Under /v1 that is an unknown route (404 in the envelope);
     # elsewhere a file of the browser client.
     app.router.add_route("*", "/v1/{tail:.*}", _unknown_route)

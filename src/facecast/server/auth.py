@@ -31,6 +31,7 @@ from facecast.server.errors import error_response
 # Route names whose session token / view token is accepted in place of the API token.
 SESSION_TOKEN_ROUTES = {
     "audio_ws",
+    "frames_ws",
     "whep",
     "whep_resource",
     "whip",
@@ -77,9 +78,9 @@ def token_fingerprint(token: str | None) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest() if token is not None else None
 
 
-# Browsers cannot set headers on a WebSocket: the audio WebSocket takes its token as a subprotocol
+# Browsers cannot set headers on a WebSocket: the WebSockets take their token as a subprotocol
 # offered beside "facecast" (as Kubernetes does), so it stays out of URLs and access logs.
-WEBSOCKET_TOKEN_ROUTES = {"audio_ws"}
+WEBSOCKET_TOKEN_ROUTES = {"audio_ws", "frames_ws"}
 SUBPROTOCOL = "facecast"
 BEARER_SUBPROTOCOL_PREFIX = "facecast.bearer."
 

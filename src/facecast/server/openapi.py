@@ -72,6 +72,8 @@ OPERATIONS: tuple[Op, ...] = (
        ok={101: None}),
     Op("POST", "/v1/sessions/{sid}/audio", "Play an audio file (multipart: file)", body="multipart/form-data",
        ok={202: s.Accepted}),
+    Op("GET", "/v1/sessions/{sid}/frames", "WebSocket: frames out, each image with its audio "
+       "(?image=jpeg|rgb24, quality)", "session", ok={101: None}),
     Op("GET", "/v1/sessions/{sid}/events", "Server-Sent Events of the session", "session",
        ok={200: "text/event-stream"}),
     Op("POST", "/v1/sessions/{sid}/say", "Speak text (espeak-ng)", body=s.SayRequest, ok={202: s.Accepted}),

@@ -28,11 +28,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
+from facecast_client.ice import restrict_host_candidates, rtc_configuration
 
 from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.auth import presented_token, same_token, token_fingerprint
 from facecast.server.errors import ApiError, not_found, read_json
-from facecast.server.ice import host_candidate_addresses, restrict_host_candidates, rtc_configuration
+from facecast.server.ice import host_candidate_addresses
 from facecast.server.registry import LiveSession, Peer, Registry
 from facecast.server.schemas import MAX_SDP_BYTES
 from facecast.server.state import REGISTRY

@@ -284,6 +284,7 @@ class EngineRunner:
             render_s=render_s,
             rendered=rendered,
             utterances=[seg.utterance.id for seg in carried],
+            ended=[seg.utterance.id for seg in carried if seg.last],
         )
 
     def _fail(self, reason: str) -> None:
