@@ -38,10 +38,10 @@ $(CLIENT_STAMP): clients/python/pyproject.toml
 	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[pipecat,livekit,mic,test]'
 	@touch $(CLIENT_STAMP)
 
-serve: install
+serve: sysdeps $(STAMP)  # the server alone: no client environment needed
 	$(VENV)/bin/facecast serve
 
-demo: install
+demo: sysdeps $(STAMP)
 	$(VENV)/bin/facecast render --audio src/facecast/assets/demo_speech.wav -o out/demo.mp4
 
 lint: install
@@ -52,11 +52,11 @@ typecheck: install
 	$(VENV)/bin/mypy
 	cd clients/python && ../../$(CLIENT_VENV)/bin/mypy
 
-pytest: install
+pytest: install  # both environments: the server's tests, then the client package's against a real server
 	$(VENV)/bin/pytest -q
 	cd clients/python && ../../$(CLIENT_VENV)/bin/pytest -q
 
-test: install
+test: install  # both environments: the server's tests, then the client package's against a real server
 	$(VENV)/bin/ruff check src tests clients/python
 	$(VENV)/bin/mypy
 	cd clients/python && ../../$(CLIENT_VENV)/bin/mypy

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -87,6 +88,15 @@ def facecast_server(server_home: Path) -> Iterator[ServerProcess]:
 @pytest.fixture
 def server_url(facecast_server: ServerProcess) -> str:
     return facecast_server.url
+
+
+@pytest.fixture
+async def generator(server_url: str) -> AsyncIterator[Any]:
+    """A started FacecastVideoGenerator (LiveKit tests) and the facecast frames it saw."""
+    from livekit_support import started_generator  # livekit is imported by the tests that use it only
+
+    async with started_generator(server_url) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +27,11 @@ from livekit_support import (
     per_video_frame,
     samples,
     speech,
-    started_generator,
     to_16k,
     tts_frames,
 )
 
 from conftest import ServerProcess, lipsync
-
-
-@pytest.fixture
-async def generator(server_url: str) -> AsyncIterator[tuple[FacecastVideoGenerator, list[Frame]]]:
-    async with started_generator(server_url) as started:
-        yield started
-
 
 # -- the generator on its own ----------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,8 @@ from livekit_support import (
     poll,
     samples,
     speech,
-    started_generator,
     tts_frames,
 )
-
-
-@pytest.fixture
-async def generator(server_url: str) -> AsyncIterator[tuple[FacecastVideoGenerator, list[Frame]]]:
-    async with started_generator(server_url) as started:
-        yield started
-
 
 # -- under LiveKit's own AvatarRunner ---------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ class Probe(FrameProcessor):
 def mouth_change(image: np.ndarray, rest: np.ndarray) -> float:
     """Mean absolute change in the lower-middle of the face crop (where facecast's crop puts the mouth)."""
     h, w = image.shape[:2]
-    box = (slice(int(h * 0.55), int(h * 0.85)), slice(int(w * 0.3), int(w * 0.7)))
+    box = (slice(int(h * 0.45), int(h * 0.85)), slice(int(w * 0.3), int(w * 0.7)))
     return float(np.abs(image[box].astype(np.int16) - rest[box].astype(np.int16)).mean())
 
 
