@@ -32,6 +32,9 @@ class RenderSettings:
     seed: int = 0
     head_motion: bool = True
     pose_template: str | None = None  # AniPortrait (N, 6) .npy pose template, else procedural motion
+    background: str = (
+        "keep"  # warp engine: keep, color:#RRGGBB, image:PATH, blur (models/render/background.py)
+    )
     weights: str | None = None  # AniPortrait pretrained_model folder (or converted safetensors folder)
     # AniPortrait streaming engine (engine: aniportrait)
     steps: int = 4  # DDIM steps per window (trailing schedule)

@@ -89,7 +89,7 @@ class Engine(ABC):
                 raise RuntimeError(f"engine emitted frame {item.index}, expected {self._next_out}")
             self._next_out += 1
             if isinstance(item, VideoFrame):
-                out.append(EngineFrame(item.index, item.image, block, item.motion))
+                out.append(EngineFrame(item.index, item.image, block, item.motion, item.alpha))
             else:
                 out.append(EngineFrame(item.index, None, block, item))
         return out

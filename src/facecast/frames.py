@@ -79,11 +79,13 @@ class MotionFrame:
 
 @dataclass(slots=True)
 class VideoFrame:
-    """A rendered image (H, W, 3) uint8 RGB for video frame `index`, and the motion it was drawn from."""
+    """A rendered image (H, W, 3) uint8 RGB for video frame `index`, and the motion it was drawn from;
+    alpha (H, W) uint8: the person's coverage, when a background other than the photo's own was asked for."""
 
     index: int
     image: np.ndarray
     motion: MotionFrame | None = None
+    alpha: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class EngineFrame:
     image: np.ndarray | None
     audio: AudioBlock
     motion: MotionFrame | None = None
+    alpha: np.ndarray | None = None  # as VideoFrame.alpha
 
     @property
     def generation(self) -> int:

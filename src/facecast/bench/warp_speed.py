@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=300, help="frames timed per stage")
     parser.add_argument("--clip-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--background",
+        default="keep",
+        help="keep, color:#RRGGBB, image:PATH, blur or transparent (timed as the `background` stage)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -38,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     from facecast.frames import AUDIO_RATE_HZ
     from facecast.models.audio.decode import decode_audio
     from facecast.models.avatar import AvatarStore
+    from facecast.models.render.background import parse_background
     from facecast.models.render.engine import WarpEngine
     from facecast.outputs.mp4_writer import Mp4Writer
 
@@ -50,9 +56,10 @@ def _run(args: argparse.Namespace) -> int:
         audio = np.tile(audio, n_clip // len(audio) + 1)[:n_clip]
 
         cv2.setNumThreads(1)
-        head = WarpEngine(avatar, size=args.size)
+        background = parse_background(args.background)
+        head = WarpEngine(avatar, size=args.size, background=background)
         stages = {"driver": 0.0, "composer": 0.0, "solve": 0.0, "dense_map": 0.0, "remap": 0.0, "lids_mouth": 0.0,
-                  "h264_encode": 0.0}  # fmt: skip
+                  "background": 0.0, "h264_encode": 0.0}  # fmt: skip
         frames = 0
         writer = Mp4Writer(Path(tmp) / "enc.mp4", fps=30, size=args.size)
         r = head.renderer
@@ -72,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
                 t.append(time.perf_counter())
                 r.paint(out, solved, maps)
                 t.append(time.perf_counter())
+                out, _ = r.composite(out, maps)
+                t.append(time.perf_counter())
                 writer.write_video(m.index, out)
                 t.append(time.perf_counter())
                 for name, a, b in zip(list(stages)[1:], t[:-1], t[1:], strict=True):
@@ -84,10 +93,12 @@ def _run(args: argparse.Namespace) -> int:
         render_ms = sum(v for k, v in ms.items() if k != "h264_encode")
         cv2.setNumThreads(0)
         t0 = time.perf_counter()
-        render_warp(avatar, audio, Path(tmp) / "clip.mp4", size=args.size)
+        render_warp(avatar, audio, Path(tmp) / "clip.mp4", size=args.size, background=background)
         clip_s = time.perf_counter() - t0
 
-    print(f"warp engine, {args.size}x{args.size}, {frames} frames, one core (cv2 threads = 1):")
+    print(
+        f"warp engine, {args.size}x{args.size}, background {args.background}, {frames} frames, one core (cv2 threads = 1):"
+    )
     for name, value in ms.items():
         print(f"  {name:14s} {value:7.2f} ms/frame")
     print(
@@ -97,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{args.clip_seconds:.0f} s clip rendered to MP4 in {clip_s:.2f} s ({clip_s / args.clip_seconds:.3f} x real time)"
     )
-    print(json.dumps({"size": args.size, "frames": frames, "stage_ms": {k: round(v, 3) for k, v in ms.items()},
+    print(json.dumps({"size": args.size, "background": args.background, "frames": frames, "stage_ms": {k: round(v, 3) for k, v in ms.items()},
                       "render_ms_per_frame": round(render_ms, 3), "fps_one_core": round(1000 / render_ms, 1),
                       "clip_seconds": args.clip_seconds, "clip_render_s": round(clip_s, 3),
                       "clip_realtime_ratio": round(clip_s / args.clip_seconds, 4)}))  # fmt: skip

@@ -27,7 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--avatar", help="photo file or stored avatar id (default: the bundled portrait)")
     parser.add_argument("--audio", required=True, type=Path, help="speech recording")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output .mp4 (H.264 + AAC)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="output .mp4 (H.264 + AAC); .webm or .mov when transparent",
+    )
     parser.add_argument("--fps", type=int, choices=[25, 30], default=None, help="frame rate (default 30)")
     add_size_option(
         parser, "output frame size in pixels", "default from config: 512; a multiple of 8 for aniportrait"
@@ -46,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exact", action="store_true", help="reproduce the official sampler (engine aniportrait)"
     )
+    parser.add_argument(
+        "--background",
+        default="keep",
+        help="behind the person: keep (the photo's), color:#RRGGBB, image:PATH, blur, or transparent "
+        "(-o .webm: VP9 with alpha, or .mov: ProRes 4444)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(parser)
     parser.set_defaults(func=_render)
@@ -57,14 +69,23 @@ def _render(args: argparse.Namespace) -> int:
     from facecast.models.audio.decode import AudioError, decode_audio
     from facecast.models.avatar import AvatarError, AvatarStore, upscale_warning
     from facecast.models.motion.pose_template import PoseTemplateError, load_pose_template
+    from facecast.models.render.background import BackgroundError, parse_background
+    from facecast.outputs.alpha_writer import alpha_format_error
 
     settings = settings_from(args)
     fps = args.fps or settings.render.fps
     size = args.size or settings.render.size
     seed = settings.render.seed if args.seed is None else args.seed
     engine = args.engine or settings.render.engine
-    if args.output.suffix.lower() != ".mp4":
-        raise CliError(f"output {args.output} must end in .mp4")
+    try:
+        background = parse_background(args.background)
+    except BackgroundError as exc:
+        raise CliError(str(exc)) from None
+    if background.kind == "transparent":
+        if (problem := alpha_format_error(args.output)) is not None:
+            raise CliError(problem)
+    elif args.output.suffix.lower() != ".mp4":
+        raise CliError(f"output {args.output} must end in .mp4 (.webm or .mov with --background transparent)")
     if args.avatar and not Path(args.avatar).exists() and ("/" in args.avatar or "." in args.avatar):
         raise CliError(f"photo {args.avatar} does not exist")
     store = AvatarStore(avatar_dir(args, settings))
@@ -81,13 +102,17 @@ def _render(args: argparse.Namespace) -> int:
     if warning:
         print(f"facecast: warning: {warning}", file=sys.stderr)
     if engine == "aniportrait":
+        if background.kind != "keep":
+            raise CliError(
+                "--background works with the warp engine (the AniPortrait engine keeps the photo's)"
+            )
         from facecast.cli.render_aniportrait import render_aniportrait
 
         return render_aniportrait(args, avatar, audio, template, fps, size)
     with tqdm(total=len(audio), unit="sample", unit_scale=True, desc="render", disable=args.quiet) as bar:
         frames = render_warp(
             avatar, audio, args.output, fps=fps, size=size, seed=seed, pose_template=template,
-            head_motion=not args.no_head_motion, progress=bar.update,
+            head_motion=not args.no_head_motion, progress=bar.update, background=background,
         )  # fmt: skip
     print(f"wrote {args.output} ({frames} frames at {fps} fps, {len(audio) / 16000:.2f} s)")
     return 0
@@ -103,11 +128,14 @@ def render_warp(
 ) -> int:
     """A warp-engine MP4 of `audio`, frames rendered in parallel on every core; returns the frame count.
 
-    options: WarpEngine's (fps, size, seed, pose_template, head_motion).
+    options: WarpEngine's (fps, size, seed, pose_template, head_motion, background); with a transparent
+    background `out` is a .webm or .mov with alpha.
     """
     from facecast.models.render.engine import WarpEngine
-    from facecast.outputs.offline_render import render_to_mp4
+    from facecast.outputs.offline_render import render_to_file
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         engine = WarpEngine(avatar, executor=pool, **options)
-        return render_to_mp4(engine, audio, out, progress=progress)
+        background = options.get("background")
+        transparent = background is not None and background.kind == "transparent"
+        return render_to_file(engine, audio, out, progress=progress, transparent=transparent)

@@ -26,6 +26,7 @@ from facecast.config import MAX_SIZE, MIN_SIZE
 from facecast.models.face.crop import FACE_WIDTH_FRACTION, crop_square, head_and_shoulders_box
 from facecast.models.face.geometry import fit_face_geometry
 from facecast.models.face.landmarks import detect_faces
+from facecast.models.face.matte import person_matte
 from facecast.models.face.portrait_checks import eyes_closed, mouth_wide_open, to_pixels
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -52,7 +53,8 @@ class Avatar:
 
     image: (S, S, 3) uint8 RGB crop; landmarks: (478, 3) float32 normalised to the crop;
     mesh: (468, 3) float64 metric canonical-space vertices (cm); matrix: (4, 4) float64 facial
-    transformation (canonical → camera space).
+    transformation (canonical → camera space); matte: (S, S) uint8 person coverage (models/face/matte.py;
+    None for avatars stored before mattes existed: the renderer then computes it).
     """
 
     id: str
@@ -61,6 +63,7 @@ class Avatar:
     mesh: np.ndarray
     matrix: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    matte: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -168,7 +171,8 @@ def prepare_avatar(data: bytes, *, size: int = 512, name: str = "") -> Avatar:
         {"name": name, "size": size, "source_width": w, "source_height": h, "crop_box": [x0, y0, side],
          "face_width_px": round(face_w)}
     )  # fmt: skip
-    return Avatar(id="", image=crop, landmarks=landmarks, mesh=mesh, matrix=matrix, meta=meta)
+    matte = person_matte(crop)
+    return Avatar(id="", image=crop, landmarks=landmarks, mesh=mesh, matrix=matrix, meta=meta, matte=matte)
 
 
 def avatar_id(data: bytes, size: int) -> str:
@@ -176,9 +180,9 @@ def avatar_id(data: bytes, size: int) -> str:
 
 
 class AvatarStore:
-    """Avatars on disk: ROOT/<id>/{image.png, landmarks.npy, mesh.npy, matrix.npy, meta.json}."""
+    """Avatars on disk: ROOT/<id>/{image.png, landmarks.npy, mesh.npy, matrix.npy, matte.png, meta.json}."""
 
-    FILES = ("image.png", "landmarks.npy", "mesh.npy", "matrix.npy", "meta.json")
+    FILES = ("image.png", "landmarks.npy", "mesh.npy", "matrix.npy", "matte.png", "meta.json")
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -212,6 +216,8 @@ class AvatarStore:
             np.save(tmp / "landmarks.npy", avatar.landmarks)
             np.save(tmp / "mesh.npy", avatar.mesh)
             np.save(tmp / "matrix.npy", avatar.matrix)
+            if avatar.matte is not None:
+                Image.fromarray(avatar.matte).save(tmp / "matte.png")
             (tmp / "meta.json").write_text(json.dumps(avatar.meta, indent=1))
             try:
                 tmp.rename(self._dir(aid))
@@ -240,6 +246,10 @@ class AvatarStore:
         meta = _with_sharpness(json.loads((folder / "meta.json").read_text()))
         with Image.open(folder / "image.png") as img:
             image = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        matte = None
+        if (folder / "matte.png").is_file():
+            with Image.open(folder / "matte.png") as img:
+                matte = np.asarray(img.convert("L"), dtype=np.uint8)
         return Avatar(
             id=avatar_id,
             image=image,
@@ -247,6 +257,7 @@ class AvatarStore:
             mesh=np.load(folder / "mesh.npy"),
             matrix=np.load(folder / "matrix.npy"),
             meta=meta,
+            matte=matte,
         )
 
     def list(self) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Offline render: a speech file through an engine, as the live runner feeds it, into an MP4 output.
+"""Offline render: a speech file through an engine, as the live runner feeds it, into an MP4 output (or,
+with `transparent`, a WebM/MOV with the person's alpha: outputs/alpha_writer.py).
 
 The audio goes in frame by frame as AudioBlocks (what the engine runner takes from a session's queue),
 silence-padded past the end until every frame that shows the speech is out; frames are taken a batch at a
@@ -14,21 +15,28 @@ import numpy as np
 
 from facecast.engine import Engine
 from facecast.frames import clip_block, frame_samples, frames_covering
+from facecast.outputs.alpha_writer import AlphaVideoOutput
 from facecast.outputs.base import StaticHost
 from facecast.outputs.mp4_writer import Mp4Output
 
 BATCH_FRAMES = 8  # frames taken (and rendered in parallel) at a time
 
 
-def render_to_mp4(
-    engine: Engine, audio: np.ndarray, out: Path, *, progress: Callable[[int], None] | None = None
+def render_to_file(
+    engine: Engine,
+    audio: np.ndarray,
+    out: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    transparent: bool = False,
 ) -> int:
     """Render `audio` (float32 mono 16 kHz) with `engine` into `out`, written whole or not at all.
 
     The file's audio is exactly `audio`; returns the frame count. progress(samples) after each block.
+    transparent: `out` is a .webm or .mov carrying the frames' alpha (the engine renders with a matte).
     """
     expected = frames_covering(len(audio), engine.fps)
-    mp4 = Mp4Output(out)
+    mp4: Mp4Output | AlphaVideoOutput = AlphaVideoOutput(out) if transparent else Mp4Output(out)
     mp4.start(StaticHost(engine.fps, engine.size))
     try:
         k = 0
@@ -47,8 +55,14 @@ def render_to_mp4(
                 if frame.index >= expected or frame.image is None:
                     continue
                 first = frame_samples(frame.index, engine.fps)[0]
-                # the last frame's audio ends where the file's does: the MP4 holds exactly `audio`
-                mp4.write(frame.index, frame.image, frame.audio.samples[: len(audio) - first])
+                # the last frame's audio ends where the file's does: the file holds exactly `audio`
+                samples = frame.audio.samples[: len(audio) - first]
+                if isinstance(mp4, AlphaVideoOutput):
+                    if frame.alpha is None:
+                        raise RuntimeError("a transparent render needs an engine rendering with a matte")
+                    mp4.write(frame.index, frame.image, frame.alpha, samples)
+                else:
+                    mp4.write(frame.index, frame.image, samples)
     except BaseException:
         mp4.fail("render failed")
         mp4.stop()

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from facecast.models.render.background import BackgroundError, parse_background
 from facecast.outputs.recorder import Recorder
 from facecast.server.errors import ApiError, parse_body
 from facecast.server.registry import LiveSession
@@ -20,10 +21,34 @@ async def create_session(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     body = await parse_body(request, SessionCreate, empty_ok=True)
     render = registry.settings.render
-    live = await registry.create(body.avatar, body.engine or render.engine, body.fps or render.fps)
+    engine = body.engine or render.engine
+    background = live_background(body.background, engine) if body.background is not None else None
+    live = await registry.create(body.avatar, engine, body.fps or render.fps, background)
     live.runtime.add_output(request.app[METRICS].frame_timings())
     info = session_info(live, registry.settings.server.ice_servers)
     return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
+
+
+def live_background(spec: str, engine: str) -> str:
+    """A session's background spec, checked: what a live session can show today, in one sentence if not."""
+    kind = spec.partition(":")[0]
+    if kind == "transparent":
+        raise ApiError(
+            400, "unsupported_background",
+            "a live session cannot be transparent yet (WebRTC carries no alpha); render a .webm or .mov offline",
+        )  # fmt: skip
+    if kind == "image":
+        raise ApiError(
+            400, "unsupported_background",
+            "a session cannot take a background image through the API yet; set render.background in the config",
+        )  # fmt: skip
+    try:
+        parse_background(spec)
+    except BackgroundError as exc:
+        raise ApiError(400, "bad_background", str(exc)) from None
+    if engine != "warp" and kind != "keep":
+        raise ApiError(400, "unsupported_background", f"the {engine} engine keeps the photo's own background")
+    return spec
 
 
 def session_info(live: LiveSession, ice_servers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -108,7 +109,9 @@ class Registry:
                 429, "server_busy", "the running sessions already use this server's capacity", retry
             )
 
-    async def create(self, avatar_ref: str | None, engine: str, fps: int) -> LiveSession:
+    async def create(
+        self, avatar_ref: str | None, engine: str, fps: int, background: str | None = None
+    ) -> LiveSession:
         self.admit()
         loop = asyncio.get_running_loop()
 
@@ -121,7 +124,10 @@ class Registry:
             else:
                 avatar = self.avatars.default()
             try:
-                return avatar, create_engine(engine, avatar, fps, self.settings.render)
+                render = self.settings.render
+                if background is not None:
+                    render = dataclasses.replace(render, background=background)
+                return avatar, create_engine(engine, avatar, fps, render)
             except EngineError as exc:
                 raise ApiError(400, exc.code, str(exc)) from None
 

@@ -39,6 +39,11 @@ class SessionCreate(Request):
         description="engine name (warp, aniportrait); default: the server's",
     )
     fps: Literal[25, 30] | None = Field(None, description="frame rate; default: the server's")
+    background: str | None = Field(
+        None,
+        max_length=64,
+        description="warp engine: keep, color:#RRGGBB or blur; default: the server's (render.background)",
+    )
 
 
 class Offer(Request):

@@ -149,9 +149,15 @@ class FacecastClient:
     # -- sessions --------------------------------------------------------------------------------------
 
     async def create_session(
-        self, avatar: str | None = None, engine: str | None = None, fps: int | None = None
+        self,
+        avatar: str | None = None,
+        engine: str | None = None,
+        fps: int | None = None,
+        background: str | None = None,
     ) -> SessionInfo:
-        body = {k: v for k, v in (("avatar", avatar), ("engine", engine), ("fps", fps)) if v is not None}
+        """background (warp engine): keep, color:#RRGGBB or blur; default: the server's."""
+        given = (("avatar", avatar), ("engine", engine), ("fps", fps), ("background", background))
+        body = {k: v for k, v in given if v is not None}
         result: SessionInfo = await self.call("POST", "/v1/sessions", json=body)
         return result
 

@@ -14,7 +14,8 @@ import numpy as np
 
 NUM_LANDMARKS = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 
-_lock = threading.Lock()
+# One MediaPipe graph at a time: native_logs_filtered redirects the process's fd 2 while a graph runs.
+MEDIAPIPE_LOCK = threading.Lock()
 
 # MediaPipe's native code logs straight to file descriptor 2, with no switch reachable from Python: TF Lite's
 # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", absl's "WARNING: All log messages before
@@ -78,7 +79,7 @@ def detect_faces(image: np.ndarray, max_faces: int = 2) -> list[np.ndarray]:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError("detect_faces expects an RGB uint8 image (H, W, 3)")
     with (
-        _lock,
+        MEDIAPIPE_LOCK,
         native_logs_filtered(),  # the graph logs while it is built, run and closed
         mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,

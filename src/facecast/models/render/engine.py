@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facecast.engine import Engine
+from facecast.engine import Engine, EngineError
 from facecast.frames import MotionFrame, VideoFrame
 from facecast.models.audio.dsp_driver import DspMotionDriver
 from facecast.models.avatar import Avatar
 from facecast.models.face.rig import Expression, FaceRig
 from facecast.models.motion.composer import MotionComposer
 from facecast.models.motion.pose_template import configured_template
+from facecast.models.render.background import Background, BackgroundError, parse_background
 from facecast.models.render.warp import WarpRenderer
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class WarpEngine(Engine):
         pose_template: np.ndarray | None = None,
         head_motion: bool = True,
         executor: Executor | None = None,
+        background: Background | None = None,
     ) -> None:
         self.executor = executor  # renders the frames of one _take in parallel (offline renders)
         self.rig = FaceRig(avatar.mesh)
@@ -52,7 +54,7 @@ class WarpEngine(Engine):
         self.composer = MotionComposer(
             self.rig, fps, seed=seed, pose_template=pose_template, head_motion=head_motion
         )
-        self.renderer = WarpRenderer(avatar, size, self.rig)
+        self.renderer = WarpRenderer(avatar, size, self.rig, background)
         super().__init__(fps=fps, size=self.renderer.size, lookahead_frames=self.driver.lookahead_frames)
         self._motions: deque[MotionFrame] = deque()  # composed, not yet taken
 
@@ -76,14 +78,18 @@ class WarpEngine(Engine):
     def render(self, motions: list[MotionFrame]) -> list[VideoFrame]:
         """Images for composed motion frames; in parallel on the executor when one is given."""
         if self.executor is not None and len(motions) > 1:
-            images = list(self.executor.map(self.renderer.render, motions))
+            layers = list(self.executor.map(self.renderer.render_layers, motions))
         else:
-            images = [self.renderer.render(m) for m in motions]
-        return [VideoFrame(m.index, img, m) for m, img in zip(motions, images, strict=True)]
+            layers = [self.renderer.render_layers(m) for m in motions]
+        return [VideoFrame(m.index, img, m, alpha) for m, (img, alpha) in zip(motions, layers, strict=True)]
 
 
 def create_warp_engine(avatar: Avatar, fps: int, render: RenderSettings) -> WarpEngine:
     """The `warp` entry point (facecast.engine registry)."""
+    try:
+        background = parse_background(render.background)
+    except BackgroundError as exc:  # from the server's config (a session's own is checked by the API)
+        raise EngineError("bad_background", str(exc)) from None
     return WarpEngine(
         avatar,
         fps=fps,
@@ -91,4 +97,5 @@ def create_warp_engine(avatar: Avatar, fps: int, render: RenderSettings) -> Warp
         seed=render.seed,
         pose_template=configured_template(render.pose_template),
         head_motion=render.head_motion,
+        background=background,
     )

@@ -27,8 +27,10 @@ from scipy.spatial import Delaunay
 from facecast.frames import MotionFrame
 from facecast.models.avatar import Avatar
 from facecast.models.face import topology as T
+from facecast.models.face.matte import person_matte
 from facecast.models.face.projection import pose_matrix, project_with_matrices
 from facecast.models.face.rig import FaceRig
+from facecast.models.render.background import Background, Compositor, decontaminate
 from facecast.models.render.eyelids import EyeLids
 from facecast.models.render.lips import close_mouth
 from facecast.models.render.mouth import MouthPainter
@@ -76,7 +78,13 @@ class WarpRenderer:
     window = 1  # frames per render call
     latency_frames = 0
 
-    def __init__(self, avatar: Avatar, size: int | None = None, rig: FaceRig | None = None) -> None:
+    def __init__(
+        self,
+        avatar: Avatar,
+        size: int | None = None,
+        rig: FaceRig | None = None,
+        background: Background | None = None,
+    ) -> None:
         self.size = size or avatar.size
         s = self.size
         image = avatar.image
@@ -109,6 +117,17 @@ class WarpRenderer:
         self._base_x, self._base_y = xs, ys
         g = np.arange(gh, dtype=np.float32) * GRID_STEP + GRID_OFFSET
         self._grid_x, self._grid_y = np.meshgrid(g, g)
+        # The person's matte, warped with the image every frame, for any background but the photo's own.
+        self.background = background or Background()
+        self.matte: np.ndarray | None = None
+        self.compositor: Compositor | None = None
+        if self.background.needs_matte:
+            matte = avatar.matte if avatar.matte is not None else person_matte(avatar.image)
+            if matte.shape[0] != s:
+                matte = cv2.resize(matte, (s, s), interpolation=cv2.INTER_AREA)
+            self.matte = matte
+            self.image = decontaminate(self.image, matte)  # no fringe of the photo's background
+            self.compositor = Compositor(self.background, self.image, matte)
 
     def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
         oval = self.landmarks[T.FACE_OVAL]
@@ -193,8 +212,23 @@ class WarpRenderer:
         )
 
     def render(self, motion: MotionFrame) -> np.ndarray:
+        return self.render_layers(motion)[0]
+
+    def render_layers(self, motion: MotionFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame over its background, and the person's alpha for it (None with the photo's own
+        background). With `transparent` the frame is the person's colour, straight (not premultiplied)."""
         solved = self.solve(motion)
         maps = self.backward_map(solved.disp)
         out = self.warp(*maps)
         self.paint(out, solved, maps)
-        return out
+        return self.composite(out, maps)
+
+    def composite(
+        self, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """A painted frame over its background, and its alpha (None with the photo's own background)."""
+        if self.compositor is None or self.matte is None:
+            return out, None
+        # The matte moves exactly as the image does: the same backward map, so the head never tears it.
+        alpha = cv2.remap(self.matte, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return self.compositor.compose(out, alpha), alpha
