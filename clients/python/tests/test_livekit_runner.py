@@ -31,6 +31,8 @@ from livekit_support import (
     tts_frames,
 )
 
+from conftest import ServerProcess
+
 # -- under LiveKit's own AvatarRunner ---------------------------------------------------------------------
 
 
@@ -220,3 +222,25 @@ async def test_in_a_real_livekit_room(
         await runner.aclose()
         await viewer.disconnect()
         await agent.disconnect()
+
+
+async def test_after_the_server_goes_away_the_agent_is_not_left_waiting(
+    tmp_path: Path, media_dir: Path
+) -> None:
+    server = ServerProcess(tmp_path)
+    agent_session: AgentSession[None] = AgentSession()
+    avatar = FacecastAvatarSession(server_url=server.url)
+    try:
+        await avatar.start(agent_session, StandInRoom())  # type: ignore[arg-type]
+        assert avatar.generator is not None and agent_session.output.audio is avatar.audio_output
+        server.stop()
+        await poll(lambda: avatar.generator is not None and avatar.generator.ended, what="the frames to end")
+        output = agent_session.output.audio
+        for frame in tts_frames(speech(media_dir, "goforward.wav", 0.5), 16000, 1, 0.02):
+            await output.capture_frame(frame)
+        output.flush()
+        event = await asyncio.wait_for(output.wait_for_playout(), 5)  # answered, not waited for forever
+        assert event.interrupted and event.playback_position == 0.0
+    finally:
+        await avatar.aclose()
+        server.stop()

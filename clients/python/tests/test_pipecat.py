@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import numpy as np
-from facecast_client import NotFound, SessionEnded, Unauthorized, Unreachable
+from facecast_client import BadRequest, NotFound, SessionEnded, Unauthorized, Unreachable
 from facecast_client.pcm import PcmConverter
 from facecast_client.pipecat import FacecastVideoService
 from pipecat.frames.frames import (
@@ -168,6 +168,12 @@ async def test_unknown_avatar_carries_the_servers_code(server_url: str) -> None:
     service = FacecastVideoService(server_url=server_url, avatar="0123456789abcdef")
     await run_until_it_fails(service)
     assert isinstance(service.error, NotFound) and service.error.code.endswith("not_found"), service.error
+
+
+async def test_a_background_a_live_session_cannot_show_is_refused(server_url: str) -> None:
+    service = FacecastVideoService(server_url=server_url, background="transparent")
+    await run_until_it_fails(service)
+    assert isinstance(service.error, BadRequest) and service.error.code == "unsupported_background"
 
 
 async def test_refused_token_and_a_server_that_goes_away(tmp_path: Path) -> None:

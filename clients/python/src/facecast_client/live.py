@@ -37,12 +37,14 @@ class LiveAvatar:
         avatar: str | Path | None = None,
         *,
         fps: int | None = None,
+        background: str | None = None,
         image: Literal["jpeg", "rgb24"] | None = None,
         session_id: str | None = None,
     ) -> None:
         self.client = client
         self.avatar = avatar
         self.fps = fps
+        self.background = background  # keep, color:#RRGGBB or blur; None: the server's
         self.image = image or ("rgb24" if client.is_local else "jpeg")  # no encoding on one machine
         self.session_id = session_id
         self.info: SessionInfo | None = None
@@ -57,7 +59,9 @@ class LiveAvatar:
     async def start(self) -> SessionInfo:
         avatar_id = await self.client.resolve_avatar(self.avatar)
         if self.session_id is None:
-            self.info = await self.client.create_session(avatar=avatar_id, fps=self.fps)
+            self.info = await self.client.create_session(
+                avatar=avatar_id, fps=self.fps, background=self.background
+            )
             self.session_id = self.info["id"]
         else:
             self.info = await self.client.get_session(self.session_id)

@@ -14,8 +14,10 @@ voice the lips were made from.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from livekit import rtc
@@ -28,6 +30,7 @@ from livekit.agents.voice.avatar import (
     QueueAudioOutput,
     VideoGenerator,
 )
+from livekit.agents.voice.io import AudioOutput
 
 from facecast_client.api import FacecastClient, SessionInfo
 from facecast_client.errors import FacecastError, SessionEnded
@@ -37,7 +40,7 @@ from facecast_client.pcm import SERVER_RATE_HZ, PcmConverter
 
 logger = logging.getLogger("facecast_client.livekit")
 
-__all__ = ["FacecastAvatarSession", "FacecastVideoGenerator"]
+__all__ = ["FacecastAudioOutput", "FacecastAvatarSession", "FacecastVideoGenerator"]
 
 
 class FacecastVideoGenerator(VideoGenerator):
@@ -147,6 +150,37 @@ class FacecastVideoGenerator(VideoGenerator):
         await self.live.close()
 
 
+class FacecastAudioOutput(QueueAudioOutput):
+    """The agent's audio output for a facecast avatar: LiveKit's QueueAudioOutput, until the avatar's frames
+    end (the facecast server went away). From then on nothing would play the agent's speech, so each
+    segment is reported started as it is captured and finished (interrupted, position 0) when flushed:
+    the agent goes on instead of waiting for a playout that never comes."""
+
+    def __init__(self, generator: FacecastVideoGenerator, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._generator = generator
+        self._unplayed = 0  # segments captured after the avatar ended, not yet reported finished
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        if not self._generator.ended:
+            await super().capture_frame(frame)
+            return
+        segments = self.captured_playout_segments
+        await AudioOutput.capture_frame(self, frame)  # the base's segment bookkeeping; nothing is queued
+        if self.captured_playout_segments > segments:
+            self._unplayed += 1
+            self.on_playback_started(created_at=time.time())
+
+    def flush(self) -> None:
+        if not self._generator.ended:
+            super().flush()
+            return
+        AudioOutput.flush(self)
+        for _ in range(self._unplayed):
+            self.on_playback_finished(playback_position=0.0, interrupted=True)
+        self._unplayed = 0
+
+
 class FacecastAvatarSession(AvatarSession):
     """A facecast avatar for an AgentSession, in local mode: the AvatarRunner runs in the agent's
     process and publishes the avatar's audio and video tracks as the agent's own participant.
@@ -161,6 +195,7 @@ class FacecastAvatarSession(AvatarSession):
         avatar: str | Path | None = None,
         api_token: str | None = None,
         fps: int | None = None,
+        background: str | None = None,
         audio_sample_rate: int = 24000,
     ) -> None:
         super().__init__()
@@ -168,11 +203,12 @@ class FacecastAvatarSession(AvatarSession):
         self._avatar = avatar
         self._api_token = api_token
         self._fps = fps
+        self._background = background
         self._audio_sample_rate = audio_sample_rate
         self._identity = ""
         self.client: FacecastClient | None = None
         self.generator: FacecastVideoGenerator | None = None
-        self.audio_output: QueueAudioOutput | None = None
+        self.audio_output: FacecastAudioOutput | None = None
         self.runner: AvatarRunner | None = None
         self.info: SessionInfo | None = None
 
@@ -186,7 +222,7 @@ class FacecastAvatarSession(AvatarSession):
 
     async def start(self, agent_session: AgentSession, room: rtc.Room) -> None:
         client = FacecastClient(self._server_url, self._api_token)
-        live = LiveAvatar(client, self._avatar, fps=self._fps)
+        live = LiveAvatar(client, self._avatar, fps=self._fps, background=self._background)
         try:
             info = await live.start()
         except BaseException:
@@ -197,7 +233,9 @@ class FacecastAvatarSession(AvatarSession):
         self.generator = FacecastVideoGenerator(live, audio_sample_rate=self._audio_sample_rate)
         # The agent's TTS is resampled by the session to the server's own rate, so it is resampled once;
         # playback starts when facecast's frames carry the speech (the runner says so), not on capture.
-        self.audio_output = QueueAudioOutput(sample_rate=SERVER_RATE_HZ, wait_playback_start=True)
+        self.audio_output = FacecastAudioOutput(
+            self.generator, sample_rate=SERVER_RATE_HZ, wait_playback_start=True
+        )
         size, fps = int(info["size"]), int(info["fps"])
         options = AvatarOptions(
             video_width=size,

@@ -52,15 +52,19 @@ class FacecastVideoService(AIService):
         api_token: str | None = None,
         session_id: str | None = None,
         fps: int | None = None,
+        background: str | None = None,
         image: Literal["jpeg", "rgb24"] | None = None,
         interrupt_on_user_speech: bool = False,
         **kwargs: Any,
     ) -> None:
-        """avatar: an avatar id or a photo's path (uploaded), None for the server's default; session_id:
-        drive an existing session instead of creating one (it is then left open at the end)."""
+        """avatar: an avatar id or a photo's path (uploaded), None for the server's default; background:
+        keep, color:#RRGGBB or blur (None: the server's); session_id: drive an existing session instead of
+        creating one (it is then left open at the end)."""
         super().__init__(settings=ServiceSettings(model=None), **kwargs)  # no model to choose
         self._client = FacecastClient(server_url, api_token)
-        self._live = LiveAvatar(self._client, avatar, fps=fps, image=image, session_id=session_id)
+        self._live = LiveAvatar(
+            self._client, avatar, fps=fps, background=background, image=image, session_id=session_id
+        )
         self._interrupt_on_user_speech = interrupt_on_user_speech
         self.session: SessionInfo | None = None
         self.error: FacecastError | None = None
