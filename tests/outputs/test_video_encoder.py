@@ -14,6 +14,7 @@ from facecast.models.avatar import Avatar
 from facecast.models.render.engine import WarpEngine
 from facecast.outputs.video_encoder import KEYFRAME_INTERVAL_S, SUPPORTED, SharedVideoEncoder
 from facecast.outputs.webrtc import SessionVideoTrack, WebRtcOutput
+from facecast.stream.clock import ManualClock
 from facecast.stream.engine_runner import to_av_frames
 from facecast.stream.events import ErrorEvent
 from facecast.stream.session import SessionRuntime
@@ -43,21 +44,53 @@ def streaming_h264(avatar: Avatar) -> tuple[SessionRuntime, SessionVideoTrack]:
     return session, track
 
 
+class Pacer:
+    """Viewers that take every packet before the session's (manual) clock moves on: however loaded the
+    machine, none falls behind (which would bring keyframes of its own). Time moves one frame at a
+    time, only while the viewer being read has nothing queued."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock, self.frame = clock, 0
+
+    async def packets(self, track: SessionVideoTrack, n: int) -> list[av.Packet]:
+        got: list[av.Packet] = []
+        await asyncio.to_thread(self.clock.wait_idle)
+        while len(got) < n:
+            take = asyncio.ensure_future(track.recv())
+            while not take.done():
+                await asyncio.wait({take}, timeout=0.05)
+                if not take.done() and len(track.queue) == 0:  # all taken: the next frame is due
+                    self.frame += 1
+                    self.clock.advance_to(self.clock.due_ns(self.frame))
+                    await asyncio.to_thread(self.clock.wait_idle)
+            packet = take.result()
+            assert isinstance(packet, av.Packet)
+            got.append(packet)
+        return got
+
+
 def decode(codec: str, stream: list[av.Packet]) -> list[np.ndarray]:
     dec = av.CodecContext.create("h264" if codec == "H264" else "vp8", "r")
     return [f.to_ndarray(format="rgb24") for p in stream for f in dec.decode(av.Packet(bytes(p)))]
 
 
 async def test_viewers_share_one_encoder_and_each_starts_at_a_keyframe(avatar: Avatar) -> None:
-    session, first = streaming_h264(avatar)
-    stream = await packets(first, 10)
-    assert stream[0].is_keyframe and not any(p.is_keyframe for p in stream[1:])
+    clock = ManualClock(30)  # the viewers never fall behind (that would bring keyframes of its own)
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=clock)
+    first = video_track(session)
+    assert first.use_codec("H264")
+    session.start()
+    pace = Pacer(clock)
+    stream = await pace.packets(first, 10)
+    # Frame 0 is a keyframe, and so may be frame 1: the first viewer's own request can land just after
+    # frame 0 was encoded. Then none until the next viewer.
+    assert stream[0].is_keyframe and not any(p.is_keyframe for p in stream[2:])
     assert [p.pts for p in stream] == [stream[0].pts + 3000 * i for i in range(10)]  # 90 kHz clock
     second = video_track(session)
     assert second.use_codec("H264")  # joins mid-stream: its first packet must be a keyframe
-    late = await packets(second, 5)
+    late = await pace.packets(second, 5)
     assert late[0].is_keyframe
-    stream += await packets(first, 5)
+    stream += await pace.packets(first, 5)
     encoder = first.encoder
     assert encoder is not None and second.encoder is encoder
     assert encoder.frames <= session.frames_emitted + 1  # once per frame, not once per viewer
@@ -152,9 +185,15 @@ def test_every_codec_makes_a_keyframe_at_least_every_two_seconds(
 async def test_a_failing_encoder_is_rebuilt_and_its_viewers_resume_at_a_keyframe(
     avatar: Avatar, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    session, track = streaming_h264(avatar)
+    clock = ManualClock(30)
+    session = SessionRuntime(WarpEngine(avatar, fps=30, size=128), clock=clock)
+    track = video_track(session)
+    assert track.use_codec("H264")
+    session.start()
+    pace = Pacer(clock)
     listener = session.events.listen()
-    before = await packets(track, 4)
+    await pace.packets(track, 4)  # past the start (frame 0 and the viewer's first are keyframes)
+    before = await pace.packets(track, 4)
     encoder = track.encoder
     assert encoder is not None
     real_encode = encoder.encode
@@ -164,7 +203,7 @@ async def test_a_failing_encoder_is_rebuilt_and_its_viewers_resume_at_a_keyframe
         raise RuntimeError("the encoder broke")
 
     monkeypatch.setattr(encoder, "encode", fail_once)
-    after = await packets(track, 12)
+    after = await pace.packets(track, 12)
     event = await asyncio.wait_for(listener.get(), 5)
     track.stop()
     await session.close()
@@ -173,7 +212,7 @@ async def test_a_failing_encoder_is_rebuilt_and_its_viewers_resume_at_a_keyframe
     assert len(gaps) == 1  # the one frame the broken encoder left out
     resumed = gaps[0]
     assert stream[resumed].pts == stream[resumed - 1].pts + 6000 and stream[resumed].is_keyframe
-    assert not any(p.is_keyframe for p in stream[1:resumed])
+    assert not any(p.is_keyframe for p in stream[:resumed])
     assert len(decode("H264", stream[resumed:])) == len(stream) - resumed
     assert isinstance(event, ErrorEvent) and event.code == "encoder_error" and event.session == session.id
     assert event.message == "the H264 video encoder failed and restarts at a keyframe (the encoder broke)"
