@@ -49,7 +49,9 @@ class Pulse:
             "PULSE_SERVER": f"unix:{runtime}/pulse/native",
         }
         self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
+            # --disable-shm: audio over the socket, not shared memory, whose memfd blocks hit a known
+            # PulseAudio assertion (pulseaudio#824) and abort the daemon mid-run.
+            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--disable-shm",
              "-F", str(runtime / "pulse.pa"), f"--log-target=file:{self.log}"],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
