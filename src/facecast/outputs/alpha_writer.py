@@ -43,7 +43,8 @@ import av
 import numpy as np
 
 from facecast.frames import AUDIO_RATE_HZ, OutputFrame
-from facecast.outputs.base import Output, OutputHost, OutputState
+from facecast.outputs.base import OutputHost, OutputState
+from facecast.outputs.mp4_writer import Mp4Output, written_whole
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,6 @@ class AlphaWriter:
         self.close()
 
 
-def _partial(out: Path) -> Path:
-    return out.with_name(f".{out.name}.part")
-
-
 @contextmanager
 def alpha_file(out: Path, *, fps: int, size: int) -> Iterator[AlphaWriter]:
     """An AlphaWriter on a temporary file that becomes `out` only if the block succeeds: whole or absent.
@@ -219,13 +216,8 @@ def alpha_file(out: Path, *, fps: int, size: int) -> Iterator[AlphaWriter]:
     The format is `out`'s extension (ValueError for one that cannot carry alpha).
     """
     fmt = alpha_format(out)
-    tmp = _partial(out)
-    try:
-        with AlphaWriter(tmp, fps=fps, size=size, fmt=fmt) as writer:
-            yield writer
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_whole(out) as tmp, AlphaWriter(tmp, fps=fps, size=size, fmt=fmt) as writer:
+        yield writer
 
 
 def alpha_frames(path: Path | str) -> Iterator[av.VideoFrame]:
@@ -243,7 +235,7 @@ def alpha_frames(path: Path | str) -> Iterator[av.VideoFrame]:
             yield from decoder.decode(packet if packet.size else None)
 
 
-class AlphaVideoOutput(Output):
+class AlphaVideoOutput(Mp4Output):
     """Frames with their alpha matte written to `path` (.webm or .mov) on the calling thread, as Mp4Output
     writes without one: the file starts at the first frame that is not stale; a stale frame shows no video
     and plays silence; video frame k of the file is frame first + k and its audio exactly the samples that
@@ -255,49 +247,19 @@ class AlphaVideoOutput(Output):
     kind = "alpha"
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = Path(path)
-        self.format = alpha_format(self.path)  # ValueError before anything starts
-        self.frames = 0
-        self._writer: AlphaWriter | None = None
-        self._first: int | None = None
+        self.format = alpha_format(path)  # ValueError before anything starts
+        super().__init__(path)
 
-    def start(self, host: OutputHost) -> None:
-        super().start(host)
-        self._writer = AlphaWriter(_partial(self.path), fps=host.fps, size=host.size, fmt=self.format)
+    def _open(self, path: Path, host: OutputHost) -> AlphaWriter:
+        return AlphaWriter(path, fps=host.fps, size=host.size, fmt=self.format)
 
     def on_frame(self, frame: OutputFrame) -> None:
         if self.state is OutputState.LIVE:
             self.fail("session frames carry no alpha matte: an alpha output is fed with write()")
 
-    def write(
+    def write(  # type: ignore[override]  # the alpha beside the image
         self, index: int, image: np.ndarray, alpha: np.ndarray, audio: np.ndarray, *, stale: bool = False
     ) -> None:
         """Frame `index`: its image (S, S, 3) uint8 RGB, its alpha (S, S) uint8 (255 opaque, 0 clear) and
         the audio it covers (float32 16 kHz)."""
-        if self._writer is None:
-            raise RuntimeError("alpha output written before start() or after stop()")
-        if self._first is None:
-            if stale:
-                return  # the file starts at the first frame a viewer would see
-            self._first = index
-        if not stale:
-            self._writer.write_video(index - self._first, image, alpha)
-            self.frames += 1
-        self._writer.write_audio(np.zeros_like(audio) if stale else audio)
-
-    def stop(self) -> None:
-        """Finish the file: it takes its name now (a failed output leaves none)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-                if self.error is None:
-                    writer.path.replace(self.path)
-            finally:
-                writer.path.unlink(missing_ok=True)
-        super().stop()
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.host.fps
+        self._write(index, (image, alpha), audio, stale)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -85,20 +86,27 @@ class Mp4Writer:
         self.close()
 
 
-def _partial(out: Path) -> Path:
+def partial_path(out: Path) -> Path:
+    """Where a file is written until it is whole (then renamed to `out`)."""
     return out.with_name(f".{out.name}.part")
+
+
+@contextmanager
+def written_whole(out: Path) -> Iterator[Path]:
+    """A temporary path that becomes `out` only if the block succeeds: whole or absent."""
+    tmp = partial_path(out)
+    try:
+        yield tmp
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
 def mp4_file(out: Path, *, fps: int, size: int) -> Iterator[Mp4Writer]:
     """An Mp4Writer on a temporary file that becomes `out` only if the block succeeds: whole or absent."""
-    tmp = _partial(out)
-    try:
-        with Mp4Writer(tmp, fps=fps, size=size) as writer:
-            yield writer
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_whole(out) as tmp, Mp4Writer(tmp, fps=fps, size=size) as writer:
+        yield writer
 
 
 class Mp4Output(Output):
@@ -116,26 +124,34 @@ class Mp4Output(Output):
         super().__init__()
         self.path = Path(path)
         self.frames = 0
-        self._writer: Mp4Writer | None = None
+        self._writer: Any = None  # Mp4Writer, or a subclass's muxer with the same methods
         self._first: int | None = None
 
     def start(self, host: OutputHost) -> None:
         super().start(host)
-        self._writer = Mp4Writer(_partial(self.path), fps=host.fps, size=host.size)
+        self._writer = self._open(partial_path(self.path), host)
+
+    def _open(self, path: Path, host: OutputHost) -> Any:
+        """The muxer on `path` (an output writing another kind of file opens its own)."""
+        return Mp4Writer(path, fps=host.fps, size=host.size)
 
     def on_frame(self, frame: OutputFrame) -> None:
         self.write(frame.index, frame.image, frame.audio, stale=self.host.is_stale(frame))
 
     def write(self, index: int, image: np.ndarray, audio: np.ndarray, *, stale: bool = False) -> None:
         """Frame `index`: its image (S, S, 3) uint8 RGB and the audio it covers (float32 16 kHz)."""
+        self._write(index, (image,), audio, stale)
+
+    def _write(self, index: int, pictures: tuple[np.ndarray, ...], audio: np.ndarray, stale: bool) -> None:
+        """Frame `index`: `pictures` to the muxer's write_video (the image, and an alpha for some)."""
         if self._writer is None:
-            raise RuntimeError("mp4 output written before start() or after stop()")
+            raise RuntimeError(f"{self.kind} output written before start() or after stop()")
         if self._first is None:
             if stale:
                 return  # the file starts at the first frame a viewer would see
             self._first = index
         if not stale:
-            self._writer.write_video(index - self._first, image)
+            self._writer.write_video(index - self._first, *pictures)
             self.frames += 1
         self._writer.write_audio(np.zeros_like(audio) if stale else audio)
 

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from facecast.config import check_api_token
-from facecast.server.errors import error_response
+from facecast.server.errors import ApiError, error_response
 
 # Route names whose session token / view token is accepted in place of the API token.
 SESSION_TOKEN_ROUTES = {
@@ -104,6 +104,18 @@ def _presented(request: web.Request) -> tuple[str | None, bool]:
     if route in VIEW_TOKEN_ROUTES:
         return request.query.get("token"), True  # an OBS link can carry nothing else
     return None, False
+
+
+def session_websocket(request: web.Request, **options: Any) -> web.WebSocketResponse:
+    """A session WebSocket's response, answering the `facecast` subprotocol. A client that offers
+    subprotocols without it is refused in words: a browser fails a handshake that answers none of its
+    offers (and aiohttp would log the offer, token included)."""
+    offered = offered_subprotocols(request)
+    if offered and SUBPROTOCOL not in offered:
+        raise ApiError(
+            400, "bad_subprotocol", f"offer the '{SUBPROTOCOL}' subprotocol (beside facecast.bearer.<token>)"
+        )
+    return web.WebSocketResponse(heartbeat=20, protocols=(SUBPROTOCOL,), **options)
 
 
 def offered_subprotocols(request: web.Request) -> list[str]:

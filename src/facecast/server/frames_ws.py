@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from facecast.outputs.frame_wire import IMAGE_FORMATS, pack_frame
 from facecast.outputs.queues import Closed, QueueOutput
-from facecast.server.auth import SUBPROTOCOL, offered_subprotocols
+from facecast.server.auth import session_websocket
 from facecast.server.errors import ApiError
 from facecast.server.open_streams import OPEN_STREAMS
 from facecast.server.state import REGISTRY
@@ -44,12 +44,7 @@ def _options(request: web.Request) -> tuple[str, int]:
 async def frames_ws(request: web.Request) -> web.StreamResponse:
     live = request.app[REGISTRY].get(request.match_info["sid"])
     image_format, quality = _options(request)
-    offered = offered_subprotocols(request)
-    if offered and SUBPROTOCOL not in offered:
-        raise ApiError(
-            400, "bad_subprotocol", f"offer the '{SUBPROTOCOL}' subprotocol (beside facecast.bearer.<token>)"
-        )
-    ws = web.WebSocketResponse(heartbeat=20, protocols=(SUBPROTOCOL,))
+    ws = session_websocket(request)
     await ws.prepare(request)
     frames = QueueOutput(maxlen=max(1, round(BACKLOG_S * live.runtime.fps)))
     live.runtime.add_output(frames)

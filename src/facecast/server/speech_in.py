@@ -35,7 +35,7 @@ from aiohttp import WSMsgType, web
 
 from facecast.outputs.queues import Closed, DropOldestQueue
 from facecast.server.api_avatars import read_multipart_file
-from facecast.server.auth import SUBPROTOCOL, offered_subprotocols
+from facecast.server.auth import session_websocket
 from facecast.server.errors import ApiError, parse_body
 from facecast.server.open_streams import OPEN_STREAMS, SHUTDOWN_CODE, SHUTDOWN_MESSAGE, OpenStreams
 from facecast.server.registry import LiveSession
@@ -138,14 +138,7 @@ class _Ingest:
 
 async def audio_ws(request: web.Request) -> web.StreamResponse:
     live = request.app[REGISTRY].get(request.match_info["sid"])
-    offered = offered_subprotocols(request)
-    if offered and SUBPROTOCOL not in offered:
-        # A browser fails a handshake that answers none of its subprotocols (and aiohttp would log
-        # the offer, token included): refuse it in words instead.
-        raise ApiError(
-            400, "bad_subprotocol", f"offer the '{SUBPROTOCOL}' subprotocol (beside facecast.bearer.<token>)"
-        )
-    ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE_BYTES, heartbeat=20, protocols=(SUBPROTOCOL,))
+    ws = session_websocket(request, max_msg_size=WS_MAX_MESSAGE_BYTES)
     await ws.prepare(request)
     ingest = _Ingest(live)
     listener = live.runtime.events.listen()

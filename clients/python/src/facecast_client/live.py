@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,12 +24,14 @@ from facecast_client.errors import SessionEnded
 from facecast_client.frames import Frame
 from facecast_client.streams import FrameStream, SpeechStream
 
+EVENT_BACKLOG = 64
+
 
 class LiveAvatar:
     """A session of `avatar` (an avatar id, a photo's path, or None for the server's default).
 
     `client` is used, not owned. `session_id` attaches to an existing session instead of creating one.
-    Events (speaking_started, ..., error) are put on `events` as they arrive.
+    The latest events (speaking_started, ..., error) are in `events` as they arrive.
     """
 
     def __init__(
@@ -48,7 +51,8 @@ class LiveAvatar:
         self.image = image or ("rgb24" if client.is_local else "jpeg")  # no encoding on one machine
         self.session_id = session_id
         self.info: SessionInfo | None = None
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # The latest events (the socket is read throughout; kept bounded for a session that runs for days).
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_BACKLOG)
         self._speech: SpeechStream | None = None
         self._frames: FrameStream | None = None
         self._event_task: asyncio.Task[None] | None = None
@@ -74,9 +78,9 @@ class LiveAvatar:
         assert self._speech is not None
         try:
             async for event in self._speech.events():
-                self.events.put_nowait(event)
+                self.events.append(event)
         except SessionEnded as exc:
-            self.events.put_nowait({"type": "error", "code": exc.code, "message": exc.message})
+            self.events.append({"type": "error", "code": exc.code, "message": exc.message})
 
     async def push(self, pcm: bytes | np.ndarray, sample_rate: int, channels: int = 1) -> None:
         """Speech as it arrives (any rate and channel count)."""
