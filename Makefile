@@ -9,8 +9,9 @@ CLIENT_VENV ?= .venv-client
 CLIENT_STAMP := $(CLIENT_VENV)/.facecast-client-installed
 # Debian packages: espeak-ng (TTS), sox (audio tools), chromium + driver (browser tests),
 # pulseaudio + libportaudio2 (the microphone client and its test).
-SYS_BINS := espeak-ng sox chromium chromedriver pulseaudio paplay
-SYS_PKGS := espeak-ng sox chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins libportaudio2
+SYS_BINS := espeak-ng sox chromium chromedriver pulseaudio paplay nginx
+SYS_FILES := /usr/lib/nginx/modules/ngx_rtmp_module.so
+SYS_PKGS := espeak-ng sox chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 nginx libnginx-mod-rtmp
 
 .PHONY: install sysdeps serve test lint typecheck pytest demo clean
 
@@ -19,6 +20,7 @@ install: sysdeps $(STAMP) $(CLIENT_STAMP)
 # Installs missing Debian packages when run as root (CI and fresh machines); otherwise says what to install.
 sysdeps:
 	@missing=""; for b in $(SYS_BINS); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	for f in $(SYS_FILES); do test -e $$f || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages: $(SYS_PKGS)"; \

@@ -50,12 +50,16 @@ class Engine(ABC):
     beyond frame k the engine needs before frame k comes out (the pipeline's latency, in frames).
     skippable: the engine can leave a frame's image out (pop_frames(render=False)) while its motion and
     audio advance, so an overloaded live worker keeps time by repeating the previous image.
+    transparent: the frames' image is the person's colour, straight, and their alpha is the picture's own
+    transparency (background "transparent"): a live session, whose video carries no alpha, sends it packed
+    beside the colour (stream/engine_runner.py). Other backgrounds' alpha is already composited in.
 
     An engine implements three steps: `_advance` (one frame's audio in), `_take` (frames that are ready)
     and `_relax` (an interrupt); the base class pairs frames with their audio and checks the order.
     """
 
     skippable = False
+    transparent = False
 
     def __init__(self, *, fps: int, size: int, lookahead_frames: int) -> None:
         self.fps = fps

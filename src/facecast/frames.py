@@ -118,13 +118,14 @@ class OutputFrame:
 
     index: int
     fps: int
-    image: np.ndarray  # (S, S, 3) uint8 RGB
+    image: np.ndarray  # (S, S, 3) uint8 RGB (straight colour when `alpha` is set)
     audio: np.ndarray  # float32 16 kHz, samples [frame_start_sample(index), frame_start_sample(index + 1))
     generation: int
     speech: bool  # carries utterance audio (not only silence / live input)
-    video: av.VideoFrame  # yuv420p, pts in 1/90000
+    video: av.VideoFrame  # yuv420p, pts in 1/90000; (2S x S, colour | alpha as grey) when `alpha` is set
     audio_frame: av.AudioFrame  # s16 mono 16 kHz, pts = first sample index
     motion: MotionFrame | None = None
+    alpha: np.ndarray | None = None  # (S, S) uint8: a transparent session's alpha (packed in `video`)
     due_ns: int = 0
     emitted_ns: int = 0
     render_s: float = 0.0

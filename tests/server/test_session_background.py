@@ -40,8 +40,7 @@ async def test_colour_and_blur_replace_the_photos_background(
 @pytest.mark.parametrize(
     ("spec", "code", "words"),
     [
-        ("transparent", "unsupported_background", "cannot be transparent yet"),
-        ("image:/etc/hostname", "unsupported_background", "background image through the API"),
+        ("image:/etc/hostname", "bad_background", "image: takes an id"),
         ("color:#zz", "bad_background", "unknown colour"),
     ],
 )

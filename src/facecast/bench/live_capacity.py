@@ -2,7 +2,8 @@
 
 Starts `facecast serve` in a child process (so its CPU use is measured alone), creates N
 sessions, attaches one Python aiortc viewer to each (this process; it decodes what it gets) and
-keeps every session speaking by pushing speech over its WebSocket in real time. Prints per-session
+keeps every session speaking by pushing speech over its WebSocket in real time; with --push, each session
+also pushes live to an RTMP server (nginx-rtmp on loopback, started here). Prints per-session
 fps as rendered (frames whose image was rendered; an overloaded worker may repeat the previous image
 instead, which keeps audio at full speed but is not counted here), as emitted (rendered + repeated)
 and as received by each viewer, the CPU use of the server and of the viewers, the mean render and
@@ -21,9 +22,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from facecast.bench.rtmp_server import NginxRtmp
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -37,17 +41,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--audio", type=Path, default=None, help="speech file (default: espeak-ng sentence)")
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="each session also pushes to RTMP (nginx-rtmp, started on loopback)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(json.dumps(asyncio.run(measure(args))))
+    if not args.push:
+        print(json.dumps(asyncio.run(measure(args))))
+        return 0
+    from facecast.bench.rtmp_server import NginxRtmp
+
+    with tempfile.TemporaryDirectory(prefix="facecast-rtmp-") as work, NginxRtmp(Path(work)) as rtmp:
+        print(json.dumps(asyncio.run(measure(args, rtmp))))
     return 0
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    """CPU seconds of `pid` and its live children (the server's push processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child (ppid)
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return total
 
 
 def _free_port() -> int:
@@ -79,7 +102,7 @@ async def _speak_forever(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, second
         await asyncio.sleep(seconds)  # real time: the next utterance as this one ends
 
 
-async def measure(args: argparse.Namespace) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> dict[str, Any]:
     from facecast_client import FacecastClient, Viewer, pcm_s16le
 
     from facecast.bench.live_latency import _speech
@@ -117,6 +140,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             viewers.append(await api.watch(sid, Viewer(keep_frames=False)))
             ws = await api.audio_socket(sid)
             tasks.append(asyncio.ensure_future(_speak_forever(ws, pcm, speech.size / 16000)))
+            if rtmp is not None:
+                await api.push(sid, rtmp.url(f"{rtmp.stream_key}-{sid}"))
         await asyncio.sleep(3.0)  # warm up
         before = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
         metrics0 = await api.call("GET", "/metrics")
@@ -128,6 +153,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         cpu_viewers = (time.process_time() - own0) / wall
         after = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
         metrics = await api.call("GET", "/metrics")
+        pushes = [(await api.outputs(sid)) for sid in sids] if rtmp is not None else []
     finally:
         for task in tasks:
             task.cancel()
@@ -142,6 +168,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         rendered = (after[sid]["frames_rendered"] - before[sid]["frames_rendered"]) / wall
         skipped = after[sid]["frames_skipped"] - before[sid]["frames_skipped"]
         got = (viewers[i].counts["video"] - received[i]) / wall
+        pushed = _push_fps(before[sid], after[sid], wall)
         per_session.append(
             {
                 "session": sid,
@@ -149,11 +176,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "emitted_fps": round(emitted, 1),
                 "received_fps": round(got, 1),
                 "skipped_frames": skipped,
+                **({"pushed_fps": pushed, "push": pushes[i][0]} if pushes else {}),
             }
         )
         print(
             f"session {i}: rendered {rendered:.1f} fps, emitted {emitted:.1f} fps "
             f"({skipped} repeated images), received by its viewer {got:.1f} fps"
+            + (
+                f", pushed {pushed:.1f} fps ({pushes[i][0]['state']}, {pushes[i][0]['bitrate_kbps']} kbit/s)"
+                if pushes
+                else ""
+            )
         )
     stage_ms = {
         stage: round(_stage_mean_s(metrics0, metrics, stage) * 1000, 2) for stage in ("render", "encode")
@@ -181,6 +214,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "min_rendered_fps": min(p["rendered_fps"] for p in per_session),
         "min_emitted_fps": min(p["emitted_fps"] for p in per_session),
         "min_received_fps": min(p["received_fps"] for p in per_session),
+        **({"min_pushed_fps": min(p["pushed_fps"] for p in per_session)} if pushes else {}),
         "server_cpu_cores": round(cpu_server, 2),
         "viewer_cpu_cores": round(cpu_viewers, 2),
         "video_frames_dropped": dropped,
@@ -189,6 +223,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_before": round(load_before, 2),
         "load_average_after": [round(x, 2) for x in load],
     }
+
+
+def _push_fps(before: dict[str, Any], after: dict[str, Any], wall: float) -> float:
+    """Frames a session's (first) push sent per second over the window; 0 without one."""
+    sent = [
+        (b["frames_sent"], a["frames_sent"])
+        for b, a in zip(before.get("outputs", []), after.get("outputs", []), strict=False)
+    ]
+    return round((sent[0][1] - sent[0][0]) / wall, 1) if sent else 0.0
 
 
 def _stage_mean_s(before: str, after: str, stage: str) -> float:

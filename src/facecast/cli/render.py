@@ -27,12 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--avatar", help="photo file or stored avatar id (default: the bundled portrait)")
     parser.add_argument("--audio", required=True, type=Path, help="speech recording")
-    parser.add_argument(
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
         "-o",
         "--output",
-        required=True,
         type=Path,
         help="output .mp4 (H.264 + AAC); .webm or .mov when transparent",
+    )
+    target.add_argument(
+        "--push",
+        metavar="URL",
+        help="stream the render live, in real time, to rtmp://HOST/APP/KEY, rtmps://... or srt://... (warp engine)",
     )
     parser.add_argument("--fps", type=int, choices=[25, 30], default=None, help="frame rate (default 30)")
     add_size_option(
@@ -81,7 +86,14 @@ def _render(args: argparse.Namespace) -> int:
         background = parse_background(args.background)
     except BackgroundError as exc:
         raise CliError(str(exc)) from None
-    if background.kind == "transparent":
+    if args.push is not None:
+        if background.kind == "transparent":
+            raise CliError("a push carries no alpha: render --background transparent to a .webm or .mov file")
+        if engine != "warp":
+            raise CliError(
+                "--push streams in real time, which the warp engine does on a CPU; use -o for aniportrait"
+            )
+    elif background.kind == "transparent":
         if (problem := alpha_format_error(args.output)) is not None:
             raise CliError(problem)
     elif args.output.suffix.lower() != ".mp4":
@@ -109,33 +121,46 @@ def _render(args: argparse.Namespace) -> int:
         from facecast.cli.render_aniportrait import render_aniportrait
 
         return render_aniportrait(args, avatar, audio, template, fps, size)
-    with tqdm(total=len(audio), unit="sample", unit_scale=True, desc="render", disable=args.quiet) as bar:
+    desc = "push" if args.push else "render"
+    with tqdm(total=len(audio), unit="sample", unit_scale=True, desc=desc, disable=args.quiet) as bar:
         frames = render_warp(
             avatar, audio, args.output, fps=fps, size=size, seed=seed, pose_template=template,
-            head_motion=not args.no_head_motion, progress=bar.update, background=background,
+            head_motion=not args.no_head_motion, progress=bar.update, background=background, push=args.push,
         )  # fmt: skip
-    print(f"wrote {args.output} ({frames} frames at {fps} fps, {len(audio) / 16000:.2f} s)")
+    seconds = len(audio) / 16000
+    if args.push:
+        from facecast.outputs.push_link import push_target
+
+        print(f"pushed {frames} frames to {push_target(args.push).shown} ({fps} fps, {seconds:.2f} s)")
+    else:
+        print(f"wrote {args.output} ({frames} frames at {fps} fps, {seconds:.2f} s)")
     return 0
 
 
 def render_warp(
     avatar: Any,
     audio: np.ndarray,
-    out: Path,
+    out: Path | None,
     *,
     progress: Callable[[int], None] | None = None,
+    push: str | None = None,
     **options: Any,
 ) -> int:
     """A warp-engine MP4 of `audio`, frames rendered in parallel on every core; returns the frame count.
 
     options: WarpEngine's (fps, size, seed, pose_template, head_motion, background); with a transparent
-    background `out` is a .webm or .mov with alpha.
+    background `out` is a .webm or .mov with alpha. push: stream to this URL in real time instead of `out`.
     """
     from facecast.models.render.engine import WarpEngine
     from facecast.outputs.offline_render import render_to_file
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         engine = WarpEngine(avatar, executor=pool, **options)
+        if push is not None:
+            from facecast.cli.render_push import push_render
+
+            return push_render(engine, audio, push, progress=progress)
+        assert out is not None
         background = options.get("background")
         transparent = background is not None and background.kind == "transparent"
         return render_to_file(engine, audio, out, progress=progress, transparent=transparent)

@@ -14,6 +14,10 @@ keyframe got lost (or whose decoder broke unnoticed) sees a broken picture for a
 An encoder that raises is rebuilt for the next frame, whose packet is then a keyframe (a new encoder
 starts with one), so its viewers resume there; EncoderPool.encode returns one sentence per run of
 failures for the session to publish as an `error` event. The session and its audio go on.
+
+The encoders take their width and height from the frames, not from the session's size: a transparent
+session's frames are 2S x S (colour | alpha, stream/engine_runner.py). A frame of another size than the
+encoder's rebuilds it (a keyframe).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ KEYFRAME_INTERVAL_S = 2
 
 
 class SharedVideoEncoder:
-    """Encodes OutputFrames (yuv420p) into `codec` packets; encode() runs on the worker thread only."""
+    """Encodes OutputFrames (yuv420p, any even size) into `codec` packets; encode() runs on the worker thread
+    only. `size`: the session's (square) size, kept for its owners; the codec follows each frame's size."""
 
     def __init__(self, codec: str, size: int, fps: int) -> None:
         if codec not in SUPPORTED:
@@ -75,7 +80,7 @@ class SharedVideoEncoder:
         frame = out.video
         # The frame object is ours alone here (the worker made it); the encoders read pict_type.
         frame.pict_type = PictureType.I if force else PictureType.NONE
-        packets = self._context().encode(frame)
+        packets = self._context(frame.width, frame.height).encode(frame)
         frame.pict_type = PictureType.NONE
         if not packets:
             return None
@@ -93,9 +98,14 @@ class SharedVideoEncoder:
         self._ctx = None
         self.request_keyframe(0)
 
-    def _context(self) -> av.VideoCodecContext:
+    def _context(self, width: int, height: int) -> av.VideoCodecContext:
+        """The codec context for frames of width x height (a new one, which starts with a keyframe, when the
+        size changed)."""
+        if self._ctx is not None and (self._ctx.width, self._ctx.height) != (width, height):
+            self._ctx = None
         if self._ctx is None:
-            self._ctx = _h264(self.size, self.fps) if self.codec == "H264" else _vp8(self.size, self.fps)
+            make = _h264 if self.codec == "H264" else _vp8
+            self._ctx = make(width, height, self.fps)
         return self._ctx
 
 
@@ -152,9 +162,9 @@ class EncoderPool:
         return errors
 
 
-def _h264(size: int, fps: int) -> av.VideoCodecContext:
+def _h264(width: int, height: int, fps: int) -> av.VideoCodecContext:
     ctx = av.CodecContext.create("libx264", "w")
-    ctx.width = ctx.height = size
+    ctx.width, ctx.height = width, height
     ctx.pix_fmt = "yuv420p"
     ctx.bit_rate = H264_BITRATE
     ctx.framerate = Fraction(fps, 1)
@@ -168,11 +178,11 @@ def _h264(size: int, fps: int) -> av.VideoCodecContext:
     return ctx
 
 
-def _vp8(size: int, fps: int) -> av.VideoCodecContext:
+def _vp8(width: int, height: int, fps: int) -> av.VideoCodecContext:
     """aiortc's VP8 encoder settings (aiortc.codecs.vpx.Vp8Encoder) at a fixed bitrate, with a bounded
     keyframe interval (aiortc's 3000 frames was 100 s of broken picture after a lost keyframe request)."""
     ctx = av.CodecContext.create("libvpx", "w")
-    ctx.width = ctx.height = size
+    ctx.width, ctx.height = width, height
     ctx.pix_fmt = "yuv420p"
     ctx.bit_rate = VP8_BITRATE
     ctx.time_base = VIDEO_TIME_BASE

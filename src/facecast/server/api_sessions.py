@@ -10,7 +10,8 @@ from aiohttp import web
 
 from facecast.models.render.background import BackgroundError, parse_background
 from facecast.outputs.recorder import Recorder
-from facecast.server.errors import ApiError, parse_body
+from facecast.server.api_backgrounds import ID_RE, BackgroundStore
+from facecast.server.errors import ApiError, clip, parse_body
 from facecast.server.registry import LiveSession
 from facecast.server.schemas import RecordingAction, SessionCreate
 from facecast.server.state import METRICS, REGISTRY
@@ -22,26 +23,31 @@ async def create_session(request: web.Request) -> web.Response:
     body = await parse_body(request, SessionCreate, empty_ok=True)
     render = registry.settings.render
     engine = body.engine or render.engine
-    background = live_background(body.background, engine) if body.background is not None else None
+    backgrounds = BackgroundStore.of(registry)
+    background = None if body.background is None else live_background(body.background, engine, backgrounds)
     live = await registry.create(body.avatar, engine, body.fps or render.fps, background)
     live.runtime.add_output(request.app[METRICS].frame_timings())
     info = session_info(live, registry.settings.server.ice_servers)
     return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
 
 
-def live_background(spec: str, engine: str) -> str:
+def live_background(spec: str, engine: str, backgrounds: BackgroundStore) -> str:
     """A session's background spec, checked: what a live session can show today, in one sentence if not."""
-    kind = spec.partition(":")[0]
-    if kind == "transparent":
-        raise ApiError(
-            400, "unsupported_background",
-            "a live session cannot be transparent yet (WebRTC carries no alpha); render a .webm or .mov offline",
-        )  # fmt: skip
-    if kind == "image":
-        raise ApiError(
-            400, "unsupported_background",
-            "a session cannot take a background image through the API yet; set render.background in the config",
-        )  # fmt: skip
+    kind = spec.partition(":")[0]  # transparent: the video carries the alpha packed (stream/engine_runner.py)
+    if kind == "image":  # image:<id> of an upload (POST /v1/backgrounds); never a path to a server file
+        bid = spec.partition(":")[2]
+        try:
+            path = backgrounds.path(bid)
+        except KeyError:
+            what = f"with id '{bid}'" if ID_RE.fullmatch(bid) else f"named {clip(bid)!r} (image: takes an id)"
+            raise ApiError(
+                400, "bad_background", f"no background image {what}: upload one with POST /v1/backgrounds"
+            ) from None
+        if engine != "warp":
+            raise ApiError(
+                400, "unsupported_background", f"the {engine} engine keeps the photo's own background"
+            )
+        return f"image:{path}"  # checked and stored as a clean PNG: the engine reads it off the event loop
     try:
         parse_background(spec)
     except BackgroundError as exc:

@@ -11,7 +11,16 @@ from pathlib import Path
 from aiohttp import web
 
 from facecast.config import Settings, check_api_token
-from facecast.server import api_avatars, api_sessions, frames_ws, openapi, speech_in, webrtc
+from facecast.server import (
+    api_avatars,
+    api_backgrounds,
+    api_outputs,
+    api_sessions,
+    frames_ws,
+    openapi,
+    speech_in,
+    webrtc,
+)
 from facecast.server.access_log import install_access_log_filter
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
 from facecast.server.errors import ApiError, clip, error_middleware, parse_body
@@ -104,6 +113,8 @@ def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.App
     if test_hooks:
         app.router.add_post("/v1/sessions/{sid}/faults", inject_fault)
     api_avatars.add_routes(app)
+    api_backgrounds.add_routes(app)
+    api_outputs.add_routes(app)
     api_sessions.add_routes(app, client)
     webrtc.add_routes(app)
     speech_in.add_routes(app)

@@ -46,6 +46,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/v1/avatars/{aid}", "One avatar", ok={200: s.Avatar}, tag="avatars"),
     Op("GET", "/v1/avatars/{aid}/image", "The avatar's prepared image", ok={200: "image/png"}, tag="avatars"),
     Op("DELETE", "/v1/avatars/{aid}", "Delete an avatar", ok={204: None}, tag="avatars"),
+    Op("POST", "/v1/backgrounds", "Add a background image (multipart: image); sessions take image:<id>",
+       body="multipart/form-data", ok={201: s.BackgroundImage}, tag="backgrounds"),
+    Op("GET", "/v1/backgrounds", "List background images", ok={200: s.BackgroundList}, tag="backgrounds"),
+    Op("GET", "/v1/backgrounds/{bid}", "One background image", ok={200: s.BackgroundImage}, tag="backgrounds"),
+    Op("GET", "/v1/backgrounds/{bid}/image", "The stored image", ok={200: "image/png"}, tag="backgrounds"),
+    Op("DELETE", "/v1/backgrounds/{bid}", "Delete a background image (running sessions keep theirs)",
+       ok={204: None}, tag="backgrounds"),
     Op("POST", "/v1/sessions", "Start a live session", body=s.SessionCreate, ok={201: s.SessionCreated}),
     Op("GET", "/v1/sessions", "List sessions", ok={200: s.SessionList}),
     Op("GET", "/v1/sessions/{sid}", "One session, with its tokens", ok={200: s.SessionCreated}),
@@ -53,6 +60,11 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", "/v1/sessions/{sid}/recording", "Start or stop recording", body=s.RecordingAction,
        ok={200: s.RecordingState, 201: s.RecordingState}),
     Op("GET", "/v1/sessions/{sid}/recording", "Download the recording", ok={200: "video/mp4"}),
+    Op("POST", "/v1/sessions/{sid}/outputs", "Push the session live to an RTMP(S) or SRT server",
+       body=s.PushCreate, ok={201: s.PushInfo}),
+    Op("GET", "/v1/sessions/{sid}/outputs", "The session's pushes, with state, bitrate and reconnects",
+       ok={200: s.PushList}),
+    Op("DELETE", "/v1/sessions/{sid}/outputs/{oid}", "Stop a push", ok={204: None}),
     Op("GET", "/v1/sessions/{sid}/view", "The bare view page (OBS browser source)", "view",
        ok={200: "text/html"}),
     Op("POST", "/v1/sessions/{sid}/webrtc", "WebRTC offer/answer (JSON)", body=s.Offer, ok={200: s.Answer}),
@@ -91,8 +103,13 @@ _MULTIPART_FIELDS = {
     "/v1/avatars": {"image": {"type": "string", "contentMediaType": "image/*"},
                     "name": {"type": "string", "maxLength": s.MAX_NAME_CHARS}},
     "/v1/sessions/{sid}/audio": {"file": {"type": "string", "contentMediaType": "audio/*"}},
+    "/v1/backgrounds": {"image": {"type": "string", "contentMediaType": "image/*"}},
 }  # fmt: skip
-_REQUIRED_PART = {"/v1/avatars": ["image"], "/v1/sessions/{sid}/audio": ["file"]}
+_REQUIRED_PART = {
+    "/v1/avatars": ["image"],
+    "/v1/sessions/{sid}/audio": ["file"],
+    "/v1/backgrounds": ["image"],
+}
 
 
 def document(test_hooks: bool = False) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection
 
 from facecast.config import Settings
 from facecast.engine import Engine, EngineError, create_engine
+from facecast.outputs.push import PushOutput
 from facecast.outputs.recorder import Recorder
 from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.admission import RETRY_AFTER_S, default_max_sessions, overloaded
@@ -47,6 +48,7 @@ class LiveSession:
     peers: dict[str, Peer] = field(default_factory=dict)
     recorder: Recorder | None = None
     recording_path: Path | None = None
+    pushes: dict[str, PushOutput] = field(default_factory=dict)  # RTMP/SRT outputs by id (api_outputs)
     # Watch-only credential for shareable view links (OBS): WHEP and the view page, nothing else.
     view_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
@@ -66,6 +68,7 @@ class LiveSession:
                 for p in self.peers.values()
             ],
             recording="recording" if self.recorder else ("ready" if self.recording_path else "none"),
+            outputs=[p.stats() for p in self.pushes.values()],
         )
         return info
 

@@ -42,7 +42,10 @@ class SessionCreate(Request):
     background: str | None = Field(
         None,
         max_length=64,
-        description="warp engine: keep, color:#RRGGBB or blur; default: the server's (render.background)",
+        description="warp engine: keep, color:#RRGGBB, blur, image:<id> (POST /v1/backgrounds)"
+        " or transparent (the video is 2:1, colour | alpha"
+        " as grey; the view page with ?background=transparent shows it see-through); default: the server's"
+        " (render.background)",
     )
 
 
@@ -58,6 +61,14 @@ class SayRequest(Request):
 
 class RecordingAction(Request):
     action: Literal["start", "stop"]
+
+
+class PushCreate(Request):
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="where to push: rtmp://HOST[:PORT]/APP/KEY, rtmps://... or srt://HOST:PORT",
+    )
 
 
 class FaultRequest(Request):
@@ -90,6 +101,20 @@ class Avatar(Reply):
 
 class AvatarList(Reply):
     avatars: list[Avatar]
+
+
+class BackgroundImage(Reply):
+    id: str
+    width: int
+    height: int
+    bytes: int = Field(description="size of the stored PNG")
+    created: float = Field(description="when it was stored (Unix time)")
+    background: str = Field(description="the session background that shows it: image:<id>")
+    links: dict[str, str]
+
+
+class BackgroundList(Reply):
+    backgrounds: list[BackgroundImage]
 
 
 class IceServer(Reply):
@@ -158,6 +183,22 @@ class RecordingState(Reply):
     duration: float | None = None
     bytes: int | None = None
     url: str | None = None
+
+
+class PushInfo(Reply):
+    id: str
+    kind: Literal["push"]
+    url: str = Field(description="the URL without its stream key")
+    state: Literal["connecting", "live", "reconnecting", "stopped", "failed"]
+    bitrate_kbps: float
+    reconnects: int
+    frames_sent: int
+    frames_dropped: int
+    error: str | None = None
+
+
+class PushList(Reply):
+    outputs: list[PushInfo]
 
 
 class FaultInjected(Reply):

@@ -5,6 +5,7 @@ and metrics, and fanned out to every listener by the session's EventHub.
     speaking_stopped    its last sample left, or it was interrupted after starting
     playback_finished   it is over: position (seconds played) and whether it was interrupted
     error               something went wrong: code and one sentence
+    output              an output the session pushes to (RTMP/SRT) changed state: live, reconnecting...
 """
 
 from __future__ import annotations
@@ -59,7 +60,16 @@ class ErrorEvent(_Event):
     message: str
 
 
-Event = SpeakingStarted | SpeakingStopped | PlaybackFinished | ErrorEvent
+@dataclass(frozen=True, kw_only=True)
+class OutputChanged(_Event):
+    type: Literal["output"] = "output"
+    output: str  # the output's id
+    kind: str  # "push"
+    state: str
+    message: str | None = None  # why, for reconnecting and failed
+
+
+Event = SpeakingStarted | SpeakingStopped | PlaybackFinished | ErrorEvent | OutputChanged
 
 
 class EventHub:

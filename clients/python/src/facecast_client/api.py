@@ -146,6 +146,28 @@ class FacecastClient:
     async def delete_avatar(self, avatar_id: str) -> None:
         await self.call("DELETE", f"/v1/avatars/{avatar_id}")
 
+    # -- background images -----------------------------------------------------------------------------
+
+    async def add_background(self, image: Path | str | bytes) -> dict[str, Any]:
+        """Upload a background image (a path or the file's bytes); its `id` (same picture: same id) and
+        `background`, the spec a session takes (`create_session(background=...)`: `image:<id>`)."""
+        data = image if isinstance(image, bytes) else Path(image).expanduser().read_bytes()
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename="background", content_type="application/octet-stream")
+        result: dict[str, Any] = await self.call("POST", "/v1/backgrounds", data=form)
+        return result
+
+    async def backgrounds(self) -> list[dict[str, Any]]:
+        return list((await self.call("GET", "/v1/backgrounds"))["backgrounds"])
+
+    async def get_background(self, background_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("GET", f"/v1/backgrounds/{background_id}")
+        return result
+
+    async def delete_background(self, background_id: str) -> None:
+        """Delete a background image; sessions already showing it keep it."""
+        await self.call("DELETE", f"/v1/backgrounds/{background_id}")
+
     # -- sessions --------------------------------------------------------------------------------------
 
     async def create_session(
@@ -192,6 +214,20 @@ class FacecastClient:
             "POST", f"/v1/sessions/{session_id}/recording", json={"action": action}
         )
         return result
+
+    async def push(self, session_id: str, url: str) -> dict[str, Any]:
+        """Push the session live to an rtmp://, rtmps:// or srt:// URL; answers once it is connected."""
+        result: dict[str, Any] = await self.call(
+            "POST", f"/v1/sessions/{session_id}/outputs", json={"url": url}
+        )
+        return result
+
+    async def outputs(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's pushes: state (live, reconnecting...), bitrate, reconnects."""
+        return list((await self.call("GET", f"/v1/sessions/{session_id}/outputs"))["outputs"])
+
+    async def stop_push(self, session_id: str, output_id: str) -> None:
+        await self.call("DELETE", f"/v1/sessions/{session_id}/outputs/{output_id}")
 
     async def download_recording(self, session_id: str, path: Path | str) -> Path:
         try:

@@ -56,6 +56,7 @@ class WarpEngine(Engine):
         )
         self.renderer = WarpRenderer(avatar, size, self.rig, background)
         super().__init__(fps=fps, size=self.renderer.size, lookahead_frames=self.driver.lookahead_frames)
+        self.transparent = self.renderer.background.kind == "transparent"
         self._motions: deque[MotionFrame] = deque()  # composed, not yet taken
 
     def _advance(self, samples: np.ndarray) -> None:
