@@ -60,15 +60,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of `pid` and its live children (the server's push processes)."""
+def _cpu_s(*pids: int) -> float:
+    """CPU seconds of `pids` and their live children (push processes)."""
+    wanted = {str(p) for p in pids}
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if stat.parent.name == str(pid) or fields[1] == str(pid):  # itself, or its child (ppid)
+        if stat.parent.name in wanted or fields[1] in wanted:  # one of them, or a child (ppid)
             total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     return total
 
@@ -128,6 +129,7 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
         str(args.size),
         "--fps",
         str(args.fps),
+        *(["--cluster", args.cluster] if args.cluster else []),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     api = FacecastClient(url)
@@ -143,13 +145,16 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
             if rtmp is not None:
                 await api.push(sid, rtmp.url(f"{rtmp.stream_key}-{sid}"))
         await asyncio.sleep(3.0)  # warm up
+        pids = [proc.pid]
+        if args.cluster:  # the engine workers are Ray's processes, not the front door's children
+            pids += [w["pid"] for w in (await api.call("GET", "/v1/cluster"))["workers"] if w.get("pid")]
         before = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
         metrics0 = await api.call("GET", "/metrics")
         received = [v.counts["video"] for v in viewers]
-        cpu0, own0, t0 = _cpu_s(proc.pid), time.process_time(), time.monotonic()
+        cpu0, own0, t0 = _cpu_s(*pids), time.process_time(), time.monotonic()
         await asyncio.sleep(args.seconds)
         wall = time.monotonic() - t0
-        cpu_server = (_cpu_s(proc.pid) - cpu0) / wall
+        cpu_server = (_cpu_s(*pids) - cpu0) / wall
         cpu_viewers = (time.process_time() - own0) / wall
         after = {s["id"]: s for s in (await api.call("GET", "/v1/sessions"))["sessions"]}
         metrics = await api.call("GET", "/metrics")
@@ -208,6 +213,7 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
     return {
         "bench": "live_capacity",
         "sessions": args.sessions,
+        "cluster": args.cluster,
         "size": args.size,
         "fps": args.fps,
         "per_session": per_session,
@@ -238,11 +244,11 @@ def _stage_mean_s(before: str, after: str, stage: str) -> float:
     """Mean of facecast_stage_seconds{stage} over the window between two /metrics scrapes."""
 
     def sum_count(text: str) -> tuple[float, float]:
-        found = {}
+        found: dict[str, float] = {}
         for line in text.splitlines():
             if line.startswith("facecast_stage_seconds_") and f'stage="{stage}"' in line:
                 kind = line.split("{", 1)[0].rsplit("_", 1)[1]
-                found[kind] = float(line.rsplit(" ", 1)[1])
+                found[kind] = found.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])  # summed over workers
         return found.get("sum", 0.0), found.get("count", 0.0)
 
     (s0, n0), (s1, n1) = sum_count(before), sum_count(after)

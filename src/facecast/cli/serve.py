@@ -49,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="allow cross-origin API calls from ORIGIN (repeatable, '*' for any)",
     )
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="WHERE",
+        help="run sessions on engine workers of a Ray cluster: local[:N] (a Ray instance here with N workers, "
+        "default 2), auto (the cluster this machine joined), or HOST:PORT of a Ray head (`ray start --head`); "
+        "default: every session in this process",
+    )
     parser.set_defaults(func=run)
 
 
@@ -79,7 +87,16 @@ def run(args: argparse.Namespace) -> int:
         check_bind(settings, server.host)
     except UnsafeBindError as exc:
         raise CliError(str(exc)) from None
-    app = create_app(settings)
+    cluster = None
+    if args.cluster is not None:
+        from facecast.server.cluster import Cluster, ClusterError, ClusterSpec
+
+        try:
+            cluster = Cluster(settings, ClusterSpec.parse(args.cluster))
+            cluster.connect()
+        except ClusterError as exc:
+            raise CliError(str(exc)) from None
+    app = create_app(settings, cluster=cluster)
     print(
         f"facecast: serving on http://{server.host}:{server.port}/ (API under /v1, Ctrl-C to stop)",
         flush=True,

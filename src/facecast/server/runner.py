@@ -11,6 +11,7 @@ from aiohttp import web
 
 from facecast.config import Settings
 from facecast.server.app import check_bind, create_app
+from facecast.server.cluster import Cluster
 from facecast.server.registry import Registry
 from facecast.server.state import REGISTRY
 
@@ -27,12 +28,16 @@ class RunningServer:
 
 @asynccontextmanager
 async def running_server(
-    settings: Settings, host: str = "127.0.0.1", port: int = 0, client_dir: Path | None = None
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    client_dir: Path | None = None,
+    cluster: Cluster | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Serve on host:port (0 = any free port) until the block exits."""
+    """Serve on host:port (0 = any free port) until the block exits (cluster: connected, see app.create_app)."""
     check_bind(settings, host)
     settings.server.host = host  # where it listens decides its default ICE host candidates
-    app = create_app(settings, client_dir=client_dir)
+    app = create_app(settings, client_dir=client_dir, cluster=cluster)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

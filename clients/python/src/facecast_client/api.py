@@ -31,6 +31,8 @@ class SessionInfo(TypedDict, total=False):
     view_token: str  # watch only (WHEP, the view page)
     ice_servers: list[dict[str, Any]]
     links: dict[str, str]
+    worker: str  # the engine worker holding it (a cluster's front door only)
+    failure: str  # why it failed (state "failed")
 
 
 class FacecastClient:

@@ -1,0 +1,170 @@
+"""Sessions on a real local Ray cluster of two engine workers behind the front door: placement on different
+workers, the whole session API through the front door, a worker killed with SIGKILL (its session fails
+with an event within 2 s, the other session's viewer never notices, Ray brings the worker back), a full
+cluster (503), and the cluster's own routes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from facecast_client import FacecastClient, FacecastError
+
+from facecast.bench.loopback import free_port
+from facecast.config import Settings
+from facecast.server.cluster import Cluster, ClusterError, ClusterSpec
+from facecast.server.front_door import _labelled
+from facecast.server.runner import RunningServer, running_server
+
+
+@pytest.fixture
+async def front_door(settings: Settings, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    settings.home = tmp_path / "home"
+    settings.server.max_sessions = 1  # per worker: the third session finds the cluster full
+    cluster = Cluster(settings, ClusterSpec.parse("local:2"))
+    await asyncio.get_running_loop().run_in_executor(None, cluster.connect)
+    async with running_server(settings, cluster=cluster) as server:
+        yield server
+
+
+async def wait_until(check: Any, what: str, timeout_s: float) -> float:
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def test_two_workers_one_killed(front_door: RunningServer, media_dir: Path) -> None:
+    api = FacecastClient(front_door.url)
+    cluster = await api.call("GET", "/v1/cluster")
+    assert [w["state"] for w in cluster["workers"]] == ["up", "up"]
+    a, b = await api.create_session(), await api.create_session()
+    assert {a["worker"], b["worker"]} == {"w1", "w2"}  # spread by load
+    with pytest.raises(FacecastError) as full:
+        await api.create_session()
+    assert full.value.status == 503 and full.value.code == "cluster_full" and full.value.retry_after == 5
+
+    # The whole session API, through the front door: WebRTC from the worker, speech, events.
+    viewers = {s["id"]: await api.watch(s["id"]) for s in (a, b)}
+    for s in (a, b):
+        await api.play_file(s["id"], media_dir / "speech_1.wav")
+    events: list[tuple[float, dict[str, Any]]] = []
+
+    async def listen() -> None:
+        async for event in api.events(b["id"]):
+            events.append((time.monotonic(), event))
+
+    listener = asyncio.create_task(listen())
+    try:
+        await wait_until(
+            lambda: _true(all(v.counts["video"] > 30 for v in viewers.values())),
+            "both viewers get frames",
+            20,
+        )
+        await wait_until(lambda: _true(any(e["type"] == "speaking_started" for _, e in events)), "speech", 10)
+        victim = next(
+            w for w in (await api.call("GET", "/v1/cluster"))["workers"] if w["name"] == b["worker"]
+        )
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+
+        async def failed() -> bool:
+            return (await api.get_session(b["id"]))["state"] == "failed"
+
+        await wait_until(failed, "the killed worker's session turns failed", 2.0)
+        await wait_until(
+            lambda: _true(any(e["type"] == "error" for _, e in events)),
+            "an error event for it",
+            2.0 - (time.monotonic() - killed),
+        )
+        lost = next(e for _, e in events if e["type"] == "error")
+        assert lost["code"] == "worker_lost" and "died" in lost["message"]
+
+        survivor = viewers[a["id"]]
+        seen = survivor.counts["video"]
+        await asyncio.sleep(2.0)
+        assert survivor.counts["video"] - seen >= 45  # the other worker's session never noticed
+        assert (await api.get_session(a["id"]))["state"] == "live"
+        health = await api.call("GET", "/healthz")
+        assert health["status"] == "degraded" and health["failed"] == 1
+
+        async def restarted() -> bool:
+            workers = (await api.call("GET", "/v1/cluster"))["workers"]
+            return any(
+                w["name"] == b["worker"] and w["state"] == "up" and w["restarts"] == 1 for w in workers
+            )
+
+        await wait_until(restarted, "Ray restarts the killed worker", 30)
+        await api.delete_session(b["id"])  # a failed session is deleted as any other
+        c = await api.create_session()  # the restarted worker takes sessions again
+        assert c["worker"] == b["worker"]
+        metrics = await api.call("GET", "/metrics")
+        assert 'facecast_cluster_workers{state="up"} 2' in metrics and 'worker="w1"' in metrics
+    finally:
+        listener.cancel()
+        for viewer in viewers.values():
+            await viewer.close()
+        await api.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_an_unknown_worker_is_one_sentence(front_door: RunningServer) -> None:
+    api = FacecastClient(front_door.url)
+    try:
+        with pytest.raises(FacecastError) as unknown:
+            await api.call("GET", "/v1/cluster/workers/w9")
+        assert (
+            unknown.value.code == "worker_not_found"
+            and "no engine worker named 'w9'" in unknown.value.message
+        )
+    finally:
+        await api.close()
+
+
+def test_an_unreachable_cluster_fails_at_start_in_one_sentence(tmp_path: Path) -> None:
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "facecast", "serve", "--cluster", f"127.0.0.1:{port}", "--home", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"cannot reach a Ray cluster at 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("local", ClusterSpec("local", 2)),
+        ("local:3", ClusterSpec("local", 3)),
+        ("auto", ClusterSpec("auto")),
+        ("ray://head.example:6379", ClusterSpec("address", address="head.example:6379")),
+        ("10.0.0.5:6379", ClusterSpec("address", address="10.0.0.5:6379")),
+    ],
+)
+def test_cluster_addresses(text: str, spec: ClusterSpec) -> None:
+    assert ClusterSpec.parse(text) == spec
+
+
+@pytest.mark.parametrize("text", ["local:0", "remote", "http://x:1", "local:abc"])
+def test_bad_cluster_addresses_are_refused(text: str) -> None:
+    with pytest.raises(ClusterError):
+        ClusterSpec.parse(text)
+
+
+def test_worker_metrics_are_labelled() -> None:
+    assert _labelled("facecast_frames_total 12", "w1") == 'facecast_frames_total{worker="w1"} 12'
+    assert _labelled('facecast_x{kind="video"} 3', "w2") == 'facecast_x{worker="w2",kind="video"} 3'
