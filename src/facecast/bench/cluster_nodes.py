@@ -1,11 +1,13 @@
-"""`facecast bench cluster_nodes`: two Ray nodes on this machine, sessions spread across both, then the
-second node killed: what happens to its sessions, with timings.
+"""`facecast bench cluster_nodes`: a second Ray node joins a running cluster on this machine, sessions spread
+across both nodes, then the second node is killed: how soon the joined node takes sessions, and what
+happens to the killed node's sessions, with timings.
 
 The two nodes (a head and a second node, each a raylet of its own with 1 CPU) are started with Ray's
 `ray.cluster_utils.Cluster`, Ray's documented way to run several nodes on one machine: `ray start
 --address` refuses a second node when the cluster is kept on loopback (Ray's multi-node check), and
 without that it would advertise this machine's network address. `facecast serve --cluster HOST:PORT` (a
-child process) joins the head and starts its workers on both nodes. Each session gets an aiortc viewer
+child process) joins the head alone; the second node joins while it runs, and the time until the front
+door has a worker up on it is recorded. Each session gets an aiortc viewer
 and an event listener; the second node is then killed without warning (its raylet and workers), and the
 bench records when its sessions' error events arrive and when they read `failed`, and the frame rate
 the surviving sessions' viewers keep. The last line printed is one JSON object.
@@ -41,16 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
-        second = cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        result = asyncio.run(measure(args, cluster, second))
+        result = asyncio.run(measure(args, cluster))
     finally:
         cluster.shutdown()
     print(json.dumps(result))
     return 0
 
 
-async def measure(args: argparse.Namespace, cluster: Any, second: Any) -> dict[str, Any]:
+async def measure(args: argparse.Namespace, cluster: Any) -> dict[str, Any]:
     from facecast_client import FacecastClient
 
     port = _free_port()
@@ -66,6 +66,14 @@ async def measure(args: argparse.Namespace, cluster: Any, second: Any) -> dict[s
     errors: dict[str, float] = {}
     try:
         await _wait_up(url, proc)
+        joined = time.monotonic()
+        second = cluster.add_node(num_cpus=1)  # Ray's node setup wants the main thread: the loop waits
+        while len([w for w in (await api.call("GET", "/v1/cluster"))["workers"] if w["state"] == "up"]) < 2:
+            if time.monotonic() - joined > 60:
+                raise SystemExit("the joined node got no worker within 60 s")
+            await asyncio.sleep(0.1)
+        join_s = time.monotonic() - joined
+        print(f"a second node joined: a worker up on it {join_s:.1f} s after `add_node` began", flush=True)
         workers = (await api.call("GET", "/v1/cluster"))["workers"]
         node_of = {w["name"]: w["node"] for w in workers}
         sessions = [await api.create_session() for _ in range(args.sessions)]
@@ -102,6 +110,7 @@ async def measure(args: argparse.Namespace, cluster: Any, second: Any) -> dict[s
         proc.wait(30)
     result: dict[str, Any] = {
         "bench": "cluster_nodes",
+        "joined_node_worker_up_s": round(join_s, 2),
         "sessions": len(placed),
         "on_killed_node": len(doomed),
         "error_event_after_s": {sid[:8]: round(errors[sid] - killed, 3) for sid in doomed if sid in errors},
