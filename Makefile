@@ -8,10 +8,11 @@ STAMP := $(VENV)/.facecast-installed
 CLIENT_VENV ?= .venv-client
 CLIENT_STAMP := $(CLIENT_VENV)/.facecast-client-installed
 # Debian packages: espeak-ng (TTS), sox (audio tools), chromium + driver (browser tests),
-# pulseaudio + libportaudio2 (the microphone client and its test).
-SYS_BINS := espeak-ng sox chromium chromedriver pulseaudio paplay nginx
+# pulseaudio + libportaudio2 (the microphone client and its test), nginx + its RTMP module (push tests),
+# janus (broadcast tests; gcc builds their loopback-only interface shim: bench/janus_server.py).
+SYS_BINS := espeak-ng sox chromium chromedriver pulseaudio paplay nginx janus cc
 SYS_FILES := /usr/lib/nginx/modules/ngx_rtmp_module.so
-SYS_PKGS := espeak-ng sox chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 nginx libnginx-mod-rtmp
+SYS_PKGS := espeak-ng sox chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins libportaudio2 nginx libnginx-mod-rtmp janus gcc
 
 .PHONY: install sysdeps serve test lint typecheck pytest demo clean
 

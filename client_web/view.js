@@ -3,6 +3,8 @@
 // (/v1/sessions/{id}/view) or from ?session=ID; an optional ?token= is sent as the bearer token
 // (the session's watch-only view token, from its links.view).
 //
+// With ?janus=URL&mountpoint=ID it plays the session's broadcast from Janus instead (watchJanus below).
+//
 // It watches through WHEP (a receive-only viewer; several may watch one session) with a complete
 // offer: ICE is gathered before the POST, as the server answers once. The server's STUN/TURN servers
 // come first, from GET /v1/sessions/{id}/ice_servers.
@@ -63,18 +65,22 @@ async function connect() {
     });
   });
 
-  await pc.setLocalDescription(await pc.createOffer());
-  await gathered(pc);
-  const resp = await api.fetch(`/v1/sessions/${encodeURIComponent(sessionId)}/whep`, {
-    method: "POST",
-    headers: { "Content-Type": "application/sdp" },
-    body: pc.localDescription.sdp,
-  });
-  const text = await resp.text();
-  if (!resp.ok) throw errorFromText(resp, text);
-  const location_ = resp.headers.get("Location");
-  resource = location_ ? new URL(location_, location.href).href : null;
-  await pc.setRemoteDescription({ type: "answer", sdp: text });
+  if (janusUrl) {
+    await watchJanus(pc);
+  } else {
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const resp = await api.fetch(`/v1/sessions/${encodeURIComponent(sessionId)}/whep`, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp" },
+      body: pc.localDescription.sdp,
+    });
+    const text = await resp.text();
+    if (!resp.ok) throw errorFromText(resp, text);
+    const location_ = resp.headers.get("Location");
+    resource = location_ ? new URL(location_, location.href).href : null;
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+  }
 
   // Resolves when the connection ends (failed or closed); rejects if it never comes up.
   await new Promise((resolve, reject) => {
@@ -97,6 +103,53 @@ async function connect() {
       }
     });
   });
+}
+
+// ---- ?janus=URL&mountpoint=ID: the session's broadcast (POST /v1/sessions/{id}/broadcast), played from a
+// Janus Streaming mountpoint through Janus's HTTP API: a Janus session, a handle on the Streaming plugin,
+// `watch` (Janus's offer comes as an event of the long poll), our answer with `start`. The long poll goes
+// on while the page plays: it keeps the Janus session alive.
+const janusUrl = (params.get("janus") || "").replace(/\/+$/, "");
+let janusSession = null; // its URL, destroyed when the page goes away
+
+async function janusPost(url, body) {
+  const transaction = Math.random().toString(36).slice(2);
+  const resp = await fetch(url, { method: "POST", body: JSON.stringify({ ...body, transaction }) });
+  const reply = await resp.json();
+  if (reply.janus === "error") throw new Error(`Janus refused (${reply.error.code}: ${reply.error.reason})`);
+  const data = reply.plugindata && reply.plugindata.data;
+  if (data && data.error) throw new Error(`Janus refused (${data.error_code}: ${data.error})`);
+  return reply;
+}
+
+async function watchJanus(pc) {
+  const created = await janusPost(janusUrl, { janus: "create" });
+  const sessionUrl = (janusSession = `${janusUrl}/${created.data.id}`);
+  const handle = await janusPost(sessionUrl, { janus: "attach", plugin: "janus.plugin.streaming" });
+  const handleUrl = `${sessionUrl}/${handle.data.id}`;
+  await janusPost(handleUrl, { janus: "message", body: { request: "watch", id: Number(params.get("mountpoint")) } });
+  let offer = null;
+  while (!offer) {
+    const events = [].concat(await (await fetch(`${sessionUrl}?maxev=5&rid=${Date.now()}`)).json());
+    for (const ev of events) {
+      const data = ev.plugindata && ev.plugindata.data;
+      if (data && data.error) throw new Error(`Janus refused the mountpoint (${data.error_code}: ${data.error})`);
+      if (ev.jsep) offer = ev.jsep;
+    }
+  }
+  await pc.setRemoteDescription(offer);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await gathered(pc);
+  await janusPost(handleUrl, { janus: "message", body: { request: "start" }, jsep: pc.localDescription });
+  (async () => {
+    while (view.pc === pc && janusSession === sessionUrl) {
+      try {
+        await fetch(`${sessionUrl}?maxev=5&rid=${Date.now()}`);
+      } catch {
+        return; // Janus went away: the connection state tells the loop in connect()
+      }
+    }
+  })();
 }
 
 function gathered(pc) {
@@ -290,6 +343,10 @@ function release() {
   view.pc = null;
   if (resource) api.deleteOnUnload(resource);
   resource = null;
+  if (janusSession) {
+    fetch(janusSession, { method: "POST", keepalive: true, body: JSON.stringify({ janus: "destroy", transaction: "bye" }) }).catch(() => {});
+    janusSession = null;
+  }
 }
 
 async function run() {

@@ -68,6 +68,11 @@ class ServerSettings:
     max_peers_per_session: int = 32
     # An answered offer whose peer has not connected by then is closed (clients that vanish mid-signalling).
     offer_timeout_s: float = 10.0
+    # Janus (janus.plugin.streaming) for broadcasts to any number of viewers (server/api_broadcast.py): its
+    # HTTP API base (http://127.0.0.1:8088/janus), the address its mountpoints receive RTP on, its api_secret.
+    janus_url: str | None = None
+    janus_rtp_host: str = "127.0.0.1"
+    janus_api_secret: str | None = None
 
 
 @dataclass

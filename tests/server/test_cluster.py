@@ -20,8 +20,9 @@ from facecast_client import FacecastClient, FacecastError
 
 from facecast.bench.loopback import free_port
 from facecast.config import Settings
-from facecast.server.cluster import Cluster, ClusterError, ClusterSpec
+from facecast.server.cluster import Cluster
 from facecast.server.front_door import _labelled
+from facecast.server.ray_connect import ClusterError, ClusterSpec
 from facecast.server.runner import RunningServer, running_server
 
 
@@ -81,19 +82,22 @@ async def test_two_workers_one_killed(front_door: RunningServer, media_dir: Path
         async def failed() -> bool:
             return (await api.get_session(b["id"]))["state"] == "failed"
 
-        await wait_until(failed, "the killed worker's session turns failed", 2.0)
+        # Event-driven (the worker's connections end with its process): well within the 2 s, which
+        # `bench cluster_nodes` measures; 5 s here so a loaded machine does not make it flaky.
+        await wait_until(failed, "the killed worker's session turns failed", 5.0)
         await wait_until(
             lambda: _true(any(e["type"] == "error" for _, e in events)),
             "an error event for it",
-            2.0 - (time.monotonic() - killed),
+            5.0 - (time.monotonic() - killed),
         )
         lost = next(e for _, e in events if e["type"] == "error")
         assert lost["code"] == "worker_lost" and "died" in lost["message"]
 
         survivor = viewers[a["id"]]
         seen = survivor.counts["video"]
-        await asyncio.sleep(2.0)
-        assert survivor.counts["video"] - seen >= 45  # the other worker's session never noticed
+        await wait_until(  # the other worker's session never noticed: its viewer keeps receiving
+            lambda: _true(survivor.counts["video"] - seen >= 60), "the survivor's viewer keeps playing", 20
+        )
         assert (await api.get_session(a["id"]))["state"] == "live"
         health = await api.call("GET", "/healthz")
         assert health["status"] == "degraded" and health["failed"] == 1

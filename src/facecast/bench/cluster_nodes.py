@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from facecast.bench.live_capacity import _free_port, _wait_up
-from facecast.server.cluster import LOCAL_RAY_ENV
+from facecast.server.ray_connect import LOCAL_RAY_ENV
 
 
 def register(sub: argparse._SubParsersAction) -> None:

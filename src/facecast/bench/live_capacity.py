@@ -3,7 +3,9 @@
 Starts `facecast serve` in a child process (so its CPU use is measured alone), creates N
 sessions, attaches one Python aiortc viewer to each (this process; it decodes what it gets) and
 keeps every session speaking by pushing speech over its WebSocket in real time; with --push, each session
-also pushes live to an RTMP server (nginx-rtmp on loopback, started here). Prints per-session
+also pushes live to an RTMP server (nginx-rtmp on loopback, started here); with --cluster, the server is a
+cluster front door and its CPU figure adds up the front door and its engine workers (Ray's own daemons
+not counted). Prints per-session
 fps as rendered (frames whose image was rendered; an overloaded worker may repeat the previous image
 instead, which keeps audio at full speed but is not counted here), as emitted (rendered + repeated)
 and as received by each viewer, the CPU use of the server and of the viewers, the mean render and
@@ -45,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--push",
         action="store_true",
         help="each session also pushes to RTMP (nginx-rtmp, started on loopback)",
+    )
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="WHERE",
+        help="serve --cluster WHERE (e.g. local:2): sessions on Ray workers",
     )
     parser.set_defaults(func=run)
 
@@ -112,6 +120,8 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
     speech = await _speech(args.audio)
     pcm = pcm_s16le(speech)
     home = tempfile.mkdtemp(prefix="facecast-bench-")
+    config = Path(home) / "bench.yaml"  # the bench asks for its sessions: no admission limit in the way
+    config.write_text(f"server:\n  max_sessions: {args.sessions}\n  refuse_when_late: false\n")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [
@@ -119,6 +129,8 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
         "-m",
         "facecast",
         "serve",
+        "--config",
+        str(config),
         "--port",
         str(port),
         "--home",
@@ -166,7 +178,12 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
             await viewer.close()
         await api.close()
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            print("facecast serve did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+            proc.kill()
+            proc.wait(10)
     per_session = []
     for i, sid in enumerate(sids):
         emitted = (after[sid]["frames"] - before[sid]["frames"]) / wall

@@ -9,7 +9,7 @@ import importlib
 BENCH_MODULES = [
     "lipsync", "visemes", "media_matrix", "warp_speed", "live_latency", "live_capacity", "av_sync",
     "aniportrait_speed", "aniportrait_stream", "aniportrait_audio_stream", "av_playout", "soak",
-    "realism", "look",
+    "realism", "look", "cluster_latency", "cluster_nodes", "fanout",
 ]  # fmt: skip
 
 

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     cluster = None
     if args.cluster is not None:
-        from facecast.server.cluster import Cluster, ClusterError, ClusterSpec
+        from facecast.server.cluster import Cluster
+        from facecast.server.ray_connect import ClusterError, ClusterSpec
 
         try:
             cluster = Cluster(settings, ClusterSpec.parse(args.cluster))

@@ -14,15 +14,18 @@ from facecast.config import Settings, check_api_token
 from facecast.server import (
     api_avatars,
     api_backgrounds,
+    api_broadcast,
     api_outputs,
     api_sessions,
     frames_ws,
+    front_door,
     openapi,
     speech_in,
     webrtc,
 )
 from facecast.server.access_log import install_access_log_filter
 from facecast.server.auth import is_loopback, make_auth_middleware, make_cors_middleware
+from facecast.server.cluster import Cluster
 from facecast.server.errors import ApiError, clip, error_middleware, parse_body
 from facecast.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from facecast.server.metrics import Metrics
@@ -69,8 +72,10 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
-def openapi_handler(test_hooks: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
-    doc = openapi.document(test_hooks)
+def openapi_handler(
+    test_hooks: bool, cluster: bool = False
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    doc = openapi.document(test_hooks, cluster)
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.json_response(doc)
@@ -92,7 +97,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
-def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, client_dir: Path | None = None, cluster: Cluster | None = None
+) -> web.Application:
+    """The server: sessions in this process, or, with `cluster` (connected), the front door of engine workers
+    on a Ray cluster (server/front_door.py), with the same API."""
     registry = Registry(settings)
     install_access_log_filter()  # tokens in ?token= must not reach the access log
     app = web.Application(
@@ -100,25 +109,36 @@ def create_app(settings: Settings, *, client_dir: Path | None = None) -> web.App
         middlewares=[
             make_cors_middleware(settings.server.cors_origins),
             error_middleware,
-            make_auth_middleware(settings.server.api_token, registry.session_tokens),
+            make_auth_middleware(
+                settings.server.api_token, cluster.session_tokens if cluster else registry.session_tokens
+            ),
         ],
     )
     app[REGISTRY] = registry
     app[METRICS] = Metrics()
     client = client_dir or default_client_dir()
     test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/v1/openapi.json", openapi_handler(test_hooks))
-    if test_hooks:
-        app.router.add_post("/v1/sessions/{sid}/faults", inject_fault)
+
+    def session_routes(app: web.Application) -> None:
+        """Everything about one session; in cluster mode these are relayed to its worker."""
+        if test_hooks:
+            app.router.add_post("/v1/sessions/{sid}/faults", inject_fault)
+        api_outputs.add_routes(app)
+        api_broadcast.add_routes(app)
+        api_sessions.add_routes(app, client)
+        webrtc.add_routes(app)
+        speech_in.add_routes(app)
+        frames_ws.add_routes(app)
+
+    app.router.add_get("/v1/openapi.json", openapi_handler(test_hooks, cluster is not None))
     api_avatars.add_routes(app)
     api_backgrounds.add_routes(app)
-    api_outputs.add_routes(app)
-    api_sessions.add_routes(app, client)
-    webrtc.add_routes(app)
-    speech_in.add_routes(app)
-    frames_ws.add_routes(app)
+    if cluster is None:
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        session_routes(app)
+    else:
+        front_door.add_routes(app, cluster, session_routes)
     # Last: whatever no route above matched. Under /v1 that is an unknown route (404 in the envelope);
     # elsewhere a file of the browser client.
     app.router.add_route("*", "/v1/{tail:.*}", _unknown_route)

@@ -1,16 +1,14 @@
-"""The front door's view of a Ray cluster of engine workers (server/worker.py): connecting, starting
-workers on every node, placing sessions, and noticing workers that die, stall or join.
+"""The front door's view of a Ray cluster of engine workers (server/worker.py): starting workers on every
+node, placing sessions, and noticing workers that die, stall or join (reaching the cluster:
+server/ray_connect.py).
 
-    --cluster local[:N]     a Ray instance started here, on loopback, with N workers (default 2)
-    --cluster auto          the Ray cluster this machine belongs to (RAY_ADDRESS or `ray start`)
-    --cluster HOST:PORT     the cluster whose head (GCS) listens there (`ray start --head --port PORT`)
+Workers: N on this machine for local:N; elsewhere, on each node, one per GPU for the AniPortrait engine
+and one per CPU core for the warp engine. A node that joins later gets its workers within NODE_SCAN_S;
+one that leaves takes its workers' sessions with it.
 
-Workers: N on this machine for local:N; elsewhere `workers_per_node` on each node (default: one per GPU
-for the AniPortrait engine, one per CPU core for the warp engine). A node that joins later gets its
-workers within NODE_SCAN_S; one that leaves takes its workers' sessions with it.
-
-What happens to a worker's sessions when it dies (SIGKILL, its node lost): the front door hears it from
-Ray at once (`wait_closed` fails), marks each session failed with a one-sentence reason, and every event
+What happens to a worker's sessions when it dies (SIGKILL, its node lost): the front door hears it at
+once (a connection held to the worker process ends with it; Ray's own report follows: `wait_closed`
+fails), marks each session failed with a one-sentence reason, and every event
 stream or WebSocket relayed to it ends with an `error` event (server/proxy.py). Ray restarts the worker
 process (up to MAX_RESTARTS times), which then takes new sessions. A worker that stops answering its load
 poll is `unreachable`: given no new sessions until it answers again.
@@ -21,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +27,7 @@ from typing import Any
 from facecast.config import Settings
 from facecast.server.admission import default_max_sessions
 from facecast.server.errors import ApiError
+from facecast.server.ray_connect import ClusterError, ClusterSpec, connect_ray, first_line
 
 log = logging.getLogger(__name__)
 
@@ -40,40 +37,6 @@ NODE_SCAN_S = 2.0
 MAX_RESTARTS = 3
 START_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 5
-LOCAL_WORKERS = 2
-# A local cluster stays on loopback: Ray would otherwise advertise (and connect to) this machine's
-# network address. Token authentication keeps other local users' drivers out.
-LOCAL_RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's switch for "this node is 127.0.0.1"
-    "RAY_AUTH_MODE": "token",
-    "RAY_USAGE_STATS_ENABLED": "0",  # never phone home
-}
-
-
-class ClusterError(Exception):
-    """The cluster cannot be used (one sentence)."""
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    mode: str  # "local" | "auto" | "address"
-    workers: int = LOCAL_WORKERS  # local mode: workers on this machine
-    address: str | None = None
-
-    @staticmethod
-    def parse(text: str) -> ClusterSpec:
-        text = text.strip()
-        if text == "auto":
-            return ClusterSpec("auto")
-        if match := re.fullmatch(r"local(?::(\d+))?", text):
-            workers = int(match.group(1) or LOCAL_WORKERS)
-            if not 1 <= workers <= 64:
-                raise ClusterError(f"local:{workers}: give between 1 and 64 workers")
-            return ClusterSpec("local", workers)
-        address = text.removeprefix("ray://")
-        if re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", address):
-            return ClusterSpec("address", address=address)
-        raise ClusterError(f"unknown --cluster {text!r}: use local[:N], auto, or HOST:PORT of a Ray head")
 
 
 @dataclass(eq=False)
@@ -133,30 +96,7 @@ class Cluster:
     # -- connecting (blocking: before the server starts) ---------------------------------------------
     def connect(self) -> None:
         """Joins or starts the Ray cluster; ClusterError in one sentence if it cannot."""
-        if self.spec.mode == "local":
-            for key, value in LOCAL_RAY_ENV.items():
-                os.environ.setdefault(key, value)
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        import ray  # after the environment above: Ray reads it at import
-
-        self._ray = ray
-        if self.spec.mode == "address":
-            assert self.spec.address is not None
-            _probe(self.spec.address)
-            target: str | None = self.spec.address
-        else:
-            target = None if self.spec.mode == "local" else "auto"
-        try:
-            ray.init(
-                address=target,
-                num_cpus=(os.cpu_count() or 1) if target is None else None,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.spec.address or "this machine (auto)"
-            raise ClusterError(f"cannot join the Ray cluster at {where} ({_first_line(exc)})") from None
+        self._ray = connect_ray(self.spec)
 
     # -- lifecycle (event loop) -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -276,7 +216,7 @@ class Cluster:
         for outcome in await asyncio.gather(*starts, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 if first:
-                    raise ClusterError(f"an engine worker did not start ({_first_line(outcome)})")
+                    raise ClusterError(f"an engine worker did not start ({first_line(outcome)})")
                 log.warning("an engine worker did not start: %s", outcome)
 
     def _plan(self, resources: dict[str, float]) -> tuple[int, dict[str, float]] | None:
@@ -350,7 +290,7 @@ class Cluster:
                 await worker.actor.wait_closed.remote()
                 return  # stopped by close()
             except RayActorError as exc:
-                await self._worker_lost(worker, _first_line(exc))
+                await self._worker_lost(worker, first_line(exc))
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 try:
@@ -363,7 +303,7 @@ class Cluster:
                         return
                     await asyncio.sleep(0.5)
                 except (RayActorError, TimeoutError) as exc:  # out of restarts, or its node is gone
-                    worker.failure = f"engine worker {worker.name} is gone ({_first_line(exc)})"
+                    worker.failure = f"engine worker {worker.name} is gone ({first_line(exc)})"
                     log.warning(worker.failure)
                     return
 
@@ -408,20 +348,3 @@ class Cluster:
             "sessions": len(self.sessions),
             "time": round(time.time(), 3),
         }
-
-
-def _probe(address: str) -> None:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
-            f"`ray start --head --port {port}` or use --cluster local"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__

@@ -65,6 +65,9 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/v1/sessions/{sid}/outputs", "The session's pushes, with state, bitrate and reconnects",
        ok={200: s.PushList}),
     Op("DELETE", "/v1/sessions/{sid}/outputs/{oid}", "Stop a push", ok={204: None}),
+    Op("POST", "/v1/sessions/{sid}/broadcast", "Start or stop broadcasting through Janus (any number of "
+       "viewers)", body=s.BroadcastAction, ok={200: s.BroadcastState, 201: s.BroadcastState}),
+    Op("GET", "/v1/sessions/{sid}/broadcast", "The session's Janus broadcast", ok={200: s.BroadcastState}),
     Op("GET", "/v1/sessions/{sid}/view", "The bare view page (OBS browser source)", "view",
        ok={200: "text/html"}),
     Op("POST", "/v1/sessions/{sid}/webrtc", "WebRTC offer/answer (JSON)", body=s.Offer, ok={200: s.Answer}),
@@ -98,6 +101,18 @@ TEST_HOOKS: tuple[Op, ...] = (
        ok={202: s.FaultInjected}),
 )  # fmt: skip
 
+# Served by a cluster's front door (facecast serve --cluster): server/front_door.py.
+CLUSTER_OPS: tuple[Op, ...] = (
+    Op(
+        "GET",
+        "/v1/cluster",
+        "The engine workers: state, node, resources, sessions",
+        ok={200: JSON},
+        tag="cluster",
+    ),
+    Op("GET", "/v1/cluster/workers/{name}", "One engine worker", ok={200: JSON}, tag="cluster"),
+)
+
 _ID_PARAM = {"type": "string", "pattern": s.ID_PATTERN, "maxLength": s.MAX_ID_CHARS}
 _MULTIPART_FIELDS = {
     "/v1/avatars": {"image": {"type": "string", "contentMediaType": "image/*"},
@@ -112,9 +127,10 @@ _REQUIRED_PART = {
 }
 
 
-def document(test_hooks: bool = False) -> dict[str, Any]:
-    """The OpenAPI document of the operations served (with the test hooks when they are on)."""
-    ops = OPERATIONS + (TEST_HOOKS if test_hooks else ())
+def document(test_hooks: bool = False, cluster: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of the operations served (with the test hooks when they are on, and the
+    cluster's own routes at a cluster's front door)."""
+    ops = OPERATIONS + (TEST_HOOKS if test_hooks else ()) + (CLUSTER_OPS if cluster else ())
     models: set[type[BaseModel]] = {s.ErrorBody}
     for op in ops:
         models.update(m for m in (op.body, *op.ok.values()) if isinstance(m, type))

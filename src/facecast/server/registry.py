@@ -8,7 +8,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection
 
@@ -20,6 +20,9 @@ from facecast.outputs.webrtc import WebRtcOutput
 from facecast.server.admission import RETRY_AFTER_S, default_max_sessions, overloaded
 from facecast.server.errors import ApiError, not_found
 from facecast.stream.session import SessionRuntime
+
+if TYPE_CHECKING:
+    from facecast.server.api_broadcast import Broadcast
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class LiveSession:
     recorder: Recorder | None = None
     recording_path: Path | None = None
     pushes: dict[str, PushOutput] = field(default_factory=dict)  # RTMP/SRT outputs by id (api_outputs)
+    broadcast: Broadcast | None = None  # through Janus (api_broadcast)
     # Watch-only credential for shareable view links (OBS): WHEP and the view page, nothing else.
     view_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
@@ -169,6 +173,8 @@ class Registry:
         del self.sessions[sid]
         for peer in list(live.peers.values()):
             await self.close_peer(live, peer)
+        if live.broadcast is not None:
+            await live.broadcast.stop()  # destroys the Janus mountpoint too
         if live.recorder is not None:
             recorder, live.recorder = live.recorder, None
             live.runtime.remove_output(recorder)

@@ -63,6 +63,16 @@ class RecordingAction(Request):
     action: Literal["start", "stop"]
 
 
+class BroadcastAction(Request):
+    action: Literal["start", "stop"]
+    mountpoint: int | None = Field(
+        None,
+        ge=1,
+        le=2**53 - 1,
+        description="start: the Janus mountpoint id to create; default: Janus picks one",
+    )
+
+
 class PushCreate(Request):
     url: str = Field(
         min_length=1,
@@ -195,6 +205,21 @@ class PushInfo(Reply):
     frames_sent: int
     frames_dropped: int
     error: str | None = None
+
+
+class BroadcastWatch(Reply):
+    janus: str = Field(description="Janus's HTTP API URL")
+    mountpoint: int = Field(description="the janus.plugin.streaming mountpoint to watch")
+    plugin: str
+    view: str = Field(description="this server's view page playing it through Janus")
+
+
+class BroadcastState(Reply):
+    state: Literal["none", "live", "stopped", "failed"]
+    janus: str | None = None
+    mountpoint: int | None = None
+    watch: BroadcastWatch | None = None
+    error: str | None = Field(None, description="why it failed (one sentence)")
 
 
 class PushList(Reply):

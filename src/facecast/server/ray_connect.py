@@ -1,0 +1,95 @@
+"""Reaching a Ray cluster for the front door (server/cluster.py): what `--cluster` names, and joining it.
+
+--cluster local[:N]     a Ray instance started here, on loopback, with N workers (default 2)
+--cluster auto          the Ray cluster this machine belongs to (RAY_ADDRESS or `ray start`)
+--cluster HOST:PORT     the cluster whose head (GCS) listens there (`ray start --head --port PORT`)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_WORKERS = 2
+# A local cluster stays on loopback: Ray would otherwise advertise (and connect to) this machine's
+# network address. Token authentication keeps other local users' drivers out.
+LOCAL_RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # Ray's switch for "this node is 127.0.0.1"
+    "RAY_AUTH_MODE": "token",
+    "RAY_USAGE_STATS_ENABLED": "0",  # never phone home
+}
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used (one sentence)."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    mode: str  # "local" | "auto" | "address"
+    workers: int = LOCAL_WORKERS  # local mode: workers on this machine
+    address: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> ClusterSpec:
+        text = text.strip()
+        if text == "auto":
+            return ClusterSpec("auto")
+        if match := re.fullmatch(r"local(?::(\d+))?", text):
+            workers = int(match.group(1) or LOCAL_WORKERS)
+            if not 1 <= workers <= 64:
+                raise ClusterError(f"local:{workers}: give between 1 and 64 workers")
+            return ClusterSpec("local", workers)
+        address = text.removeprefix("ray://")
+        if re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", address):
+            return ClusterSpec("address", address=address)
+        raise ClusterError(f"unknown --cluster {text!r}: use local[:N], auto, or HOST:PORT of a Ray head")
+
+
+def connect_ray(spec: ClusterSpec) -> Any:
+    """Joins (or, local, starts) the cluster; the `ray` module, connected. ClusterError in one sentence."""
+    if spec.mode == "local":
+        for key, value in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(key, value)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray  # after the environment above: Ray reads it at import
+
+    if spec.mode == "address":
+        assert spec.address is not None
+        _probe(spec.address)
+        target: str | None = spec.address
+    else:
+        target = None if spec.mode == "local" else "auto"
+    try:
+        ray.init(
+            address=target,
+            num_cpus=(os.cpu_count() or 1) if target is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = spec.address or "this machine (auto)"
+        raise ClusterError(f"cannot join the Ray cluster at {where} ({first_line(exc)})") from None
+    return ray
+
+
+def _probe(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+            f"`ray start --head --port {port}` or use --cluster local"
+        ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's text as one bounded line."""
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__

@@ -1,0 +1,194 @@
+"""Broadcasting a session through a real Janus (Debian's janus 1.1 on loopback, its Streaming plugin):
+three aiortc viewers through Janus get the avatar's video at the session's frame rate and its audio;
+Janus killed mid-broadcast ends the broadcast with an event while a direct WebRTC viewer plays on; and
+the requests that cannot work are each answered with one sentence, the session running on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from facecast_client import FacecastClient, FacecastError
+
+from facecast.bench.janus_server import JanusServer, janus_available
+from facecast.bench.janus_viewer import JanusViewer
+from facecast.bench.loopback import free_port
+from facecast.config import Settings
+from facecast.server.runner import RunningServer
+
+pytestmark = pytest.mark.skipif(janus_available() is not None, reason=str(janus_available()))
+
+API_TOKEN = "janus-test-api-token"
+
+
+@pytest.fixture
+def settings(live_home: Path) -> Settings:
+    settings = Settings(home=live_home)
+    settings.server.ice_host_addresses = ["127.0.0.1"]
+    settings.server.api_token = API_TOKEN
+    settings.render.size = 256
+    return settings  # janus_url: set by the tests that have a Janus (no Janus configured otherwise)
+
+
+@pytest.fixture
+def janus(tmp_path: Path) -> Iterator[JanusServer]:
+    with JanusServer(tmp_path / "janus") as server:
+        yield server
+
+
+@pytest.fixture
+async def session(client: FacecastClient) -> AsyncIterator[str]:
+    sid = (await client.create_session())["id"]
+    yield sid
+    await client.delete_session(sid)
+
+
+def use_janus(server: RunningServer, url: str | None) -> None:
+    server.registry.settings.server.janus_url = url
+
+
+async def broadcast(client: FacecastClient, sid: str, **body: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await client.call("POST", f"/v1/sessions/{sid}/broadcast", json=body)
+    return result
+
+
+async def wait_until(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_three_viewers_through_janus_and_a_direct_viewer_that_outlives_janus(
+    server: RunningServer, client: FacecastClient, session: str, janus: JanusServer, media_dir: Path
+) -> None:
+    use_janus(server, janus.url)
+    direct = await client.watch(session)
+    events: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for event in client.events(session):
+            if event["type"] == "output":
+                events.append(event)
+
+    listener = asyncio.create_task(collect())
+    viewers: list[JanusViewer] = []
+    try:
+        started = await broadcast(client, session, action="start")
+        assert started["state"] == "live" and started["janus"] == janus.url
+        mountpoint = started["mountpoint"]
+        watch = started["watch"]
+        assert watch["janus"] == janus.url and watch["mountpoint"] == mountpoint
+        assert f"mountpoint={mountpoint}" in watch["view"] and watch["view"].startswith(
+            f"/v1/sessions/{session}/view?"
+        )
+        assert (await client.call("GET", f"/v1/sessions/{session}/broadcast"))["state"] == "live"
+
+        viewers = [JanusViewer(janus.url, mountpoint) for _ in range(3)]
+        await asyncio.gather(*(v.start() for v in viewers))
+        await client.play_file(session, media_dir / "speech_1.wav")
+        # A viewer joining starts at the next keyframe (at most KEYFRAME_INTERVAL_S = 2 s away).
+        await wait_until(lambda: all(v.counts["video"] > 0 for v in viewers), 15, "video through Janus")
+
+        # Everything Janus opened stays on loopback: the HTTP API, the mountpoint ports, ICE.
+        sockets = janus.listening()
+        assert sockets and {address for _, address, _ in sockets} == {"127.0.0.1"}, sockets
+
+        t0 = time.monotonic()
+        await asyncio.sleep(3.0)
+        t1 = time.monotonic()
+        for v in viewers:
+            assert v.fps("video", t0, t1) >= 25, [round(x.fps("video", t0, t1), 1) for x in viewers]
+            assert v.fps("audio", t0, t1) >= 40  # 20 ms Opus packets: 50 a second
+            assert v.last_video is not None and (v.last_video.width, v.last_video.height) == (256, 256)
+            rgb = v.last_video.to_ndarray(format="rgb24").astype(np.float32)
+            assert rgb.mean() > 40 and rgb.std() > 20, (rgb.mean(), rgb.std())  # a face, not black
+        assert events and events[0]["kind"] == "janus" and events[0]["state"] == "live"
+
+        janus.kill()  # SIGKILL: no goodbye to anyone
+        await wait_until(lambda: any(e["state"] == "failed" for e in events), 10, "the failed event")
+        failed = next(e for e in events if e["state"] == "failed")
+        assert (
+            failed["kind"] == "janus" and "Janus" in failed["message"] and "unreachable" in failed["message"]
+        )
+        state = await client.call("GET", f"/v1/sessions/{session}/broadcast")
+        assert state["state"] == "failed" and state["error"] == failed["message"]
+        seen = direct.counts["video"]
+        await asyncio.sleep(2.0)
+        assert direct.counts["video"] - seen >= 40  # the direct viewer never noticed
+        assert (await client.get_session(session))["state"] == "live"
+        # A failed broadcast is over: a new one may start (here it cannot: Janus is gone).
+        with pytest.raises(FacecastError) as refused:
+            await broadcast(client, session, action="start")
+        assert refused.value.code == "janus_failed" and "unreachable" in refused.value.message
+    finally:
+        listener.cancel()
+        for v in viewers:
+            await v.close()
+        await direct.close()
+
+
+async def test_broadcasts_that_cannot_work_are_refused_in_one_sentence(
+    server: RunningServer, client: FacecastClient, session: str, janus: JanusServer
+) -> None:
+    async def refused(**body: Any) -> FacecastError:
+        with pytest.raises(FacecastError) as caught:
+            await broadcast(client, session, **body)
+        message = caught.value.message
+        assert message.count(". ") == 0 and len(message) < 300, message  # one sentence
+        return caught.value
+
+    use_janus(server, None)
+    error = await refused(action="start")
+    assert (error.status, error.code) == (409, "no_janus")
+    assert error.message == "this server has no Janus configured (server.janus_url)"
+
+    use_janus(server, f"http://127.0.0.1:{free_port()}/janus")
+    error = await refused(action="start")
+    assert (error.status, error.code) == (502, "janus_failed") and "is unreachable" in error.message
+
+    use_janus(server, janus.url)
+    error = await refused(action="stop")
+    assert (error.status, error.code) == (409, "not_broadcasting")
+    other = (await client.create_session())["id"]
+    try:
+        first = await broadcast(client, other, action="start", mountpoint=4242)
+        assert first["mountpoint"] == 4242
+        error = await refused(action="start", mountpoint=4242)  # Janus refuses a second mountpoint 4242
+        assert (error.status, error.code) == (502, "janus_failed")
+        assert error.message == (
+            "Janus refused the mountpoint (error 456: A stream with the provided ID already exists)"
+        )
+        with pytest.raises(FacecastError) as twice:
+            await broadcast(client, other, action="start")
+        assert twice.value.code == "already_broadcasting"
+        stopped = await broadcast(client, other, action="stop")
+        assert stopped["state"] == "stopped"
+        again = await broadcast(client, session, action="start", mountpoint=4242)  # destroyed: free again
+        assert again["state"] == "live"
+        assert (await broadcast(client, session, action="stop"))["state"] == "stopped"
+        assert (await broadcast(client, other, action="start", mountpoint=4242))["state"] == "live"
+    finally:
+        await client.delete_session(other)  # ending the session destroys its mountpoint
+    assert (await broadcast(client, session, action="start", mountpoint=4242))["state"] == "live"
+
+    # Only the API token may start one: a session's own token is refused.
+    sid = (await client.create_session())["id"]
+    try:
+        token = (await client.call("GET", f"/v1/sessions/{sid}"))["token"]
+        own = FacecastClient(server.url, token)
+        try:
+            with pytest.raises(FacecastError) as forbidden:
+                await broadcast(own, sid, action="start")
+            assert forbidden.value.status == 403
+        finally:
+            await own.close()
+        assert (await client.get_session(sid))["state"] == "live"  # every refusal left it running
+    finally:
+        await client.delete_session(sid)
