@@ -68,6 +68,9 @@ class ServerSettings:
     max_peers_per_session: int = 32
     # An answered offer whose peer has not connected by then is closed (clients that vanish mid-signalling).
     offer_timeout_s: float = 10.0
+    # A cluster's front door (serve --cluster), when an engine worker dies: "fail" its sessions (an error
+    # event, state failed), or "recreate" each, idle, on another worker under the same id and tokens.
+    on_worker_loss: str = "fail"
     # Janus (janus.plugin.streaming) for broadcasts to any number of viewers (server/api_broadcast.py): its
     # HTTP API base (http://127.0.0.1:8088/janus), the address its mountpoints receive RTP on, its api_secret.
     janus_url: str | None = None
@@ -131,6 +134,8 @@ def _check_server(server: ServerSettings) -> None:
         raise ConfigError("server.max_peers_per_session must be a whole number of at least 1")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError("server.offer_timeout_s must be a number of seconds above 0")
+    if server.on_worker_loss not in ("fail", "recreate"):
+        raise ConfigError("server.on_worker_loss must be fail or recreate")
 
 
 def load_settings(path: Path | None = None) -> Settings:

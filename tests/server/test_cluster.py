@@ -125,6 +125,51 @@ async def _true(value: bool) -> bool:
     return value
 
 
+async def test_a_killed_workers_session_is_recreated_elsewhere(
+    settings: Settings, tmp_path: Path, media_dir: Path
+) -> None:
+    settings.home = tmp_path / "home"
+    settings.server.on_worker_loss = "recreate"
+    cluster = Cluster(settings, ClusterSpec.parse("local:2"))
+    await asyncio.get_running_loop().run_in_executor(None, cluster.connect)
+    async with running_server(settings, cluster=cluster) as server:
+        api = FacecastClient(server.url)
+        try:
+            created = await api.create_session()
+            sid, first = created["id"], created["worker"]
+            events: list[dict[str, Any]] = []
+
+            async def listen() -> None:
+                async for event in api.events(sid):
+                    events.append(event)
+
+            listener = asyncio.create_task(listen())
+            await asyncio.sleep(0.5)
+            victim = next(w for w in (await api.call("GET", "/v1/cluster"))["workers"] if w["name"] == first)
+            os.kill(victim["pid"], signal.SIGKILL)
+
+            async def moved() -> bool:
+                try:
+                    info = await api.get_session(sid)
+                except FacecastError:  # 503 while it is recreated
+                    return False
+                return info["state"] == "live" and info.get("worker", first) != first
+
+            took = await wait_until(moved, "the session is recreated on the other worker", 10)
+            print(f"recreated on the other worker {took:.2f} s after the kill")
+            await wait_until(lambda: _true(bool(events)), "the broken event stream's last event", 5)
+            assert events[-1]["code"] == "worker_lost" and "recreated, idle, on" in events[-1]["message"]
+            listener.cancel()
+            # Same id, same tokens: the client reconnects and goes on.
+            assert (await api.get_session(sid))["token"] == created["token"]
+            viewer = await api.watch(sid)
+            await api.play_file(sid, media_dir / "goforward.wav")
+            await wait_until(lambda: _true(viewer.counts["video"] > 30), "the recreated session streams", 20)
+            await viewer.close()
+        finally:
+            await api.close()
+
+
 async def test_an_unknown_worker_is_one_sentence(front_door: RunningServer) -> None:
     api = FacecastClient(front_door.url)
     try:

@@ -140,7 +140,7 @@ class PushOutput(Output):
     def bitrate_kbps(self) -> float:
         """What went out over the last RATE_WINDOW_S, in kbit/s (0 when nothing did)."""
         sent = list(self._sent)
-        if len(sent) < 2 or time.monotonic() - sent[-1][0] > 1.0:
+        if len(sent) < 2 or time.monotonic() - sent[-1][0] > RATE_WINDOW_S:
             return 0.0
         (t0, b0), (t1, b1) = sent[0], sent[-1]
         return round((b1 - b0) * 8 / 1000 / max(t1 - t0, 1e-3), 1)

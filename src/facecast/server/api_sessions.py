@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from facecast.outputs.recorder import Recorder
 from facecast.server.api_backgrounds import ID_RE, BackgroundStore
 from facecast.server.errors import ApiError, clip, parse_body
 from facecast.server.registry import LiveSession
-from facecast.server.schemas import RecordingAction, SessionCreate
+from facecast.server.schemas import ID_PATTERN, RecordingAction, SessionCreate
 from facecast.server.state import METRICS, REGISTRY
 from facecast.server.webrtc import client_ice_servers
 
@@ -25,10 +26,30 @@ async def create_session(request: web.Request) -> web.Response:
     engine = body.engine or render.engine
     backgrounds = BackgroundStore.of(registry)
     background = None if body.background is None else live_background(body.background, engine, backgrounds)
-    live = await registry.create(body.avatar, engine, body.fps or render.fps, background)
+    identity = session_identity(request.headers.get(IDENTITY_HEADER))
+    live = await registry.create(body.avatar, engine, body.fps or render.fps, background, identity)
     live.runtime.add_output(request.app[METRICS].frame_timings())
     info = session_info(live, registry.settings.server.ice_servers)
     return web.json_response(info, status=201, headers={"Location": f"/v1/sessions/{live.id}"})
+
+
+IDENTITY_HEADER = "Facecast-Session-Identity"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def session_identity(header: str | None) -> tuple[str, str, str] | None:
+    """`ID TOKEN VIEW_TOKEN` chosen by the caller (a cluster's front door recreating a session on another
+    worker under the id and tokens its clients hold). Only the API token creates sessions at all."""
+    if header is None:
+        return None
+    parts = header.split()
+    if (
+        len(parts) != 3
+        or not re.fullmatch(ID_PATTERN, parts[0])
+        or not all(_TOKEN.fullmatch(t) for t in parts[1:])
+    ):
+        raise ApiError(400, "bad_identity", f"{IDENTITY_HEADER} must be: ID TOKEN VIEW_TOKEN")
+    return parts[0], parts[1], parts[2]
 
 
 def live_background(spec: str, engine: str, backgrounds: BackgroundStore) -> str:

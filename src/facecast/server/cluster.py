@@ -6,7 +6,9 @@ Workers: N on this machine for local:N; elsewhere, on each node, one per GPU for
 and one per CPU core for the warp engine. A node that joins later gets its workers within NODE_SCAN_S;
 one that leaves takes its workers' sessions with it.
 
-What happens to a worker's sessions when it dies (SIGKILL, its node lost): the front door hears it at
+What happens to a worker's sessions when it dies (server.on_worker_loss: fail, the default; with
+`recreate` each is created again, idle, on another worker under the same id and tokens, and the
+streams that broke end with an event telling the client to reconnect) (SIGKILL, its node lost): the front door hears it at
 once (a connection held to the worker process ends with it; Ray's own report follows: `wait_closed`
 fails), marks each session failed with a one-sentence reason, and every event
 stream or WebSocket relayed to it ends with an `error` event (server/proxy.py). Ray restarts the worker
@@ -21,6 +23,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -73,7 +76,10 @@ class PlacedSession:
     worker: Worker
     token: str
     view_token: str
-    failure: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)  # what created it (a recreate repeats it)
+    failure: str | None = None  # why it failed (its worker died)
+    moving: bool = False  # being recreated on another worker
+    note: str | None = None  # what became of it when its worker died: for the streams that broke
 
 
 class Cluster:
@@ -92,6 +98,8 @@ class Cluster:
         self._counter = 0
         self._closing = False
         self._nodes: set[str] = set()  # nodes given their workers
+        # Set by the front door: recreates a session on another worker (server.on_worker_loss: recreate).
+        self.recreate: Callable[[PlacedSession], Awaitable[None]] | None = None
 
     # -- connecting (blocking: before the server starts) ---------------------------------------------
     def connect(self) -> None:
@@ -148,9 +156,12 @@ class Cluster:
     def release(self, worker: Worker) -> None:
         self._pending[worker] = max(0, self._pending.get(worker, 0) - 1)
 
-    def placed(self, worker: Worker, info: dict[str, Any]) -> PlacedSession:
-        session = PlacedSession(info["id"], worker, info["token"], info["view_token"])
-        self.sessions[session.id] = session
+    def placed(self, worker: Worker, info: dict[str, Any], request: dict[str, Any]) -> PlacedSession:
+        session = self.sessions.get(info["id"])
+        if session is None:
+            session = PlacedSession(info["id"], worker, info["token"], info["view_token"], request)
+            self.sessions[session.id] = session
+        session.worker = worker  # a recreated session keeps its record, on its new worker
         worker.sessions.add(session.id)
         worker.load.setdefault("avatars", []).append(info.get("avatar"))
         return session
@@ -170,17 +181,20 @@ class Cluster:
         session = self.sessions.get(sid)
         return (session.token, session.view_token) if session else None
 
-    async def failure_of(self, sid: str, wait_s: float) -> str | None:
-        """Why the session's worker went away, waiting up to `wait_s` for Ray to say so (None: it did not)."""
+    async def fate_of(self, sid: str, wait_s: float) -> str | None:
+        """What became of the session when its worker went away (failed, or recreated elsewhere), waiting up
+        to `wait_s` to hear it (None: its worker did not go away)."""
         session = self.sessions.get(sid)
         if session is None:
             return None
         async with self._lost:
             try:
-                await asyncio.wait_for(self._lost.wait_for(lambda: session.failure is not None), wait_s)
+                await asyncio.wait_for(
+                    self._lost.wait_for(lambda: session.note is not None and not session.moving), wait_s
+                )
             except TimeoutError:
                 return None
-        return session.failure
+        return session.note
 
     # -- workers -------------------------------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:
@@ -315,13 +329,36 @@ class Cluster:
         worker.failure = f"engine worker {worker.name} died"
         async with self._lost:
             for sid in list(worker.sessions):
-                self.sessions[
-                    sid
-                ].failure = (
-                    f"the engine worker holding this session ({worker.name}) died; create a new session"
-                )
+                session = self.sessions[sid]
+                if self.settings.server.on_worker_loss == "recreate" and self.recreate is not None:
+                    session.moving = True
+                    self._spawn(self._move(session, worker.name))
+                else:
+                    session.failure = session.note = (
+                        f"the engine worker holding this session ({worker.name}) died; create a new session"
+                    )
             worker.sessions.clear()
             self._lost.notify_all()
+
+    async def _move(self, session: PlacedSession, lost: str) -> None:
+        """Recreates a session of a dead worker on another (idle, same avatar, same id and tokens)."""
+        assert self.recreate is not None
+        try:
+            await self.recreate(session)
+            session.note = (
+                f"the engine worker holding this session ({lost}) died; the session was recreated, idle, on "
+                f"{session.worker.name}: reconnect"
+            )
+            log.info("session %s recreated on %s", session.id, session.worker.name)
+        except Exception as exc:
+            session.failure = session.note = (
+                f"the engine worker holding this session ({lost}) died and the session could not be "
+                f"recreated ({first_line(exc)}); create a new session"
+            )
+        finally:
+            session.moving = False
+            async with self._lost:
+                self._lost.notify_all()
 
     async def _poll_loads(self) -> None:
         """Each worker's load every LOAD_POLL_S; one that does not answer in time gets no new sessions."""

@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from facecast.server.cluster import Cluster, Worker
+from facecast.server.api_sessions import IDENTITY_HEADER
+from facecast.server.cluster import Cluster, PlacedSession, Worker
 from facecast.server.errors import ApiError, not_found, parse_body
 from facecast.server.proxy import Relay
 from facecast.server.schemas import SessionCreate
@@ -36,6 +37,11 @@ def add_routes(
     whose paths and names are taken over here with the relay as their handler."""
     relay = Relay(cluster)
     app[CLUSTER], app[RELAY] = cluster, relay
+
+    async def recreate(session: PlacedSession) -> None:
+        await _place(app, session.request, session)
+
+    cluster.recreate = recreate
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/cluster", cluster_info)
@@ -67,26 +73,41 @@ def add_routes(
 
 
 async def create_session(request: web.Request) -> web.Response:
-    cluster, relay = request.app[CLUSTER], request.app[RELAY]
-    registry = request.app[REGISTRY]
     body = await parse_body(request, SessionCreate, empty_ok=True)
-    loop = asyncio.get_running_loop()
-    avatar = await loop.run_in_executor(None, _avatar, registry.avatars, body.avatar)
-    worker = cluster.choose(avatar.id)
+    avatar = await asyncio.get_running_loop().run_in_executor(
+        None, _avatar, request.app[REGISTRY].avatars, body.avatar
+    )
+    payload = body.model_dump(exclude_none=True) | {"avatar": avatar.id}
+    status, data, headers = await _place(request.app, payload)
+    if status >= 400:
+        return web.json_response(data, status=status, headers=headers)
+    return web.json_response(data, status=201, headers={"Location": f"/v1/sessions/{data['id']}"})
+
+
+async def _place(
+    app: web.Application, payload: dict[str, Any], again: PlacedSession | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Creates the session `payload` describes on the worker that should take it; `again`: a session of a
+    dead worker, created anew under its id and tokens (raises what stops it). The worker's reply."""
+    cluster, relay = app[CLUSTER], app[RELAY]
+    worker = cluster.choose(payload["avatar"])
     cluster.reserve(worker)
     try:
-        await _install(request, worker, avatar, body.background)
-        payload = body.model_dump(exclude_none=True) | {"avatar": avatar.id}
+        await _install(app, worker, payload["avatar"], payload.get("background"))
         headers = {"Authorization": f"Bearer {cluster.secret}"}
+        if again is not None:
+            headers[IDENTITY_HEADER] = f"{again.id} {again.token} {again.view_token}"
         async with relay.http.post(worker.url + "/v1/sessions", json=payload, headers=headers) as reply:
             data = await reply.json()
             if reply.status >= 400:
-                return web.json_response(data, status=reply.status, headers=_retry_after(reply.headers))
-        cluster.placed(worker, data)
+                if again is not None:
+                    raise RuntimeError(data.get("error", {}).get("message", f"HTTP {reply.status}"))
+                return reply.status, data, _retry_after(reply.headers)
+        cluster.placed(worker, data, payload)
     finally:
         cluster.release(worker)
     data["worker"] = worker.name
-    return web.json_response(data, status=201, headers={"Location": f"/v1/sessions/{data['id']}"})
+    return 201, data, {}
 
 
 def _avatar(store: Any, ref: str | None) -> Any:
@@ -98,17 +119,17 @@ def _avatar(store: Any, ref: str | None) -> Any:
         raise not_found("avatar", ref) from None
 
 
-async def _install(request: web.Request, worker: Worker, avatar: Any, background: str | None) -> None:
+async def _install(app: web.Application, worker: Worker, avatar_id: str, background: str | None) -> None:
     """What the session needs on its worker: the prepared avatar, an uploaded background image."""
-    if avatar.id not in worker.load.get("avatars", []):
-        folder = request.app[REGISTRY].avatars.root / avatar.id
+    if avatar_id not in worker.load.get("avatars", []):
+        folder = app[REGISTRY].avatars.root / avatar_id
         files = await asyncio.get_running_loop().run_in_executor(None, _files, folder)
-        await worker.actor.install_avatar.remote(avatar.id, files)
-        worker.load.setdefault("avatars", []).append(avatar.id)
+        await worker.actor.install_avatar.remote(avatar_id, files)
+        worker.load.setdefault("avatars", []).append(avatar_id)
     if background and background.startswith("image:"):
         from facecast.server.api_backgrounds import BackgroundStore
 
-        store = BackgroundStore.of(request.app[REGISTRY])
+        store = BackgroundStore.of(app[REGISTRY])
         try:
             path = store.path(background.partition(":")[2])
         except KeyError:
@@ -155,10 +176,14 @@ def _failed(sid: str, worker: str, failure: str | None) -> dict[str, Any]:
 
 
 async def get_session(request: web.Request) -> web.StreamResponse:
+    """The worker's view of the session, with the worker's name; a failed one from the front door's record."""
     session = request.app[CLUSTER].session(request.match_info["sid"])
     try:
         if session.failure is None:
-            return await request.app[RELAY](request)
+            response = await request.app[RELAY].fetch_json(request, session)
+            if isinstance(response, dict):
+                return web.json_response(response | {"worker": session.worker.name})
+            return response
     except ApiError as exc:
         if exc.code != "session_failed":
             raise

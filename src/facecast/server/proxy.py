@@ -62,11 +62,32 @@ class Relay:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         """The handler of every relayed route."""
         session = self.cluster.session(request.match_info["sid"])
-        if session.failure is not None:
-            raise ApiError(410, "session_failed", session.failure)
+        self.check(session)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket(request, session)
         return await self._http_call(request, session)
+
+    async def fetch_json(self, request: web.Request, session: PlacedSession) -> dict[str, Any] | web.Response:
+        """A GET of the worker's JSON at the request's path: the object, or the worker's error as it came."""
+        self.check(session)
+        headers = {"Authorization": f"Bearer {self.cluster.secret}"}
+        try:
+            async with self.http.get(session.worker.url + request.path_qs, headers=headers) as reply:
+                body = await reply.read()
+                if reply.status != 200:
+                    return web.Response(status=reply.status, body=body, content_type=reply.content_type)
+                data: dict[str, Any] = json.loads(body)
+                return data
+        except aiohttp.ClientError:
+            raise await self._unreachable(session) from None
+
+    def check(self, session: PlacedSession) -> None:
+        """Refuses calls on a session that failed or is moving to another worker."""
+        if session.failure is not None:
+            raise ApiError(410, "session_failed", session.failure)
+        if session.moving:
+            message = "the session is being recreated on another engine worker; try again in a moment"
+            raise ApiError(503, "session_moving", message, {"Retry-After": "1"})
 
     async def _http_call(self, request: web.Request, session: PlacedSession) -> web.StreamResponse:
         url = session.worker.url + request.path_qs
@@ -138,15 +159,18 @@ class Relay:
             )
 
     async def _unreachable(self, session: PlacedSession) -> ApiError:
-        """410 for a session whose worker died (Ray says so within LOST_WAIT_S), else 502."""
-        reason = await self.cluster.failure_of(session.id, LOST_WAIT_S)
-        if reason is not None:
-            return ApiError(410, "session_failed", reason)
+        """410 for a session whose worker died (heard within LOST_WAIT_S), 503 while it is recreated
+        elsewhere, else 502."""
+        fate = await self.cluster.fate_of(session.id, LOST_WAIT_S)
+        if fate is not None and session.failure is not None:
+            return ApiError(410, "session_failed", session.failure)
+        if fate is not None:
+            return ApiError(503, "session_moved", fate, {"Retry-After": "1"})
         return ApiError(502, "worker_unreachable", f"the engine worker {session.worker.name} did not answer")
 
     async def _why(self, session: PlacedSession) -> str:
-        reason = await self.cluster.failure_of(session.id, LOST_WAIT_S)
-        return reason or f"the engine worker {session.worker.name} did not answer"
+        fate = await self.cluster.fate_of(session.id, LOST_WAIT_S)
+        return fate or f"the engine worker {session.worker.name} did not answer"
 
 
 async def _pump(source: Any, sink: Any) -> None:

@@ -117,8 +117,16 @@ class Registry:
             )
 
     async def create(
-        self, avatar_ref: str | None, engine: str, fps: int, background: str | None = None
+        self,
+        avatar_ref: str | None,
+        engine: str,
+        fps: int,
+        background: str | None = None,
+        identity: tuple[str, str, str] | None = None,
     ) -> LiveSession:
+        """identity: (id, token, view_token) given by the caller (api_sessions.session_identity)."""
+        if identity is not None and identity[0] in self.sessions:
+            raise ApiError(409, "session_exists", f"a session '{identity[0]}' exists already")
         self.admit()
         loop = asyncio.get_running_loop()
 
@@ -143,8 +151,12 @@ class Registry:
             avatar, made = await loop.run_in_executor(None, prepare)
         finally:
             self._preparing -= 1
-        runtime = SessionRuntime(made, info={"avatar": avatar.id, "engine": engine})
+        runtime = SessionRuntime(
+            made, session_id=identity[0] if identity else None, info={"avatar": avatar.id, "engine": engine}
+        )
         live = LiveSession(runtime=runtime, avatar_id=avatar.id, engine=engine)
+        if identity is not None:
+            runtime.token, live.view_token = identity[1], identity[2]
         self.sessions[runtime.id] = live
         runtime.start()
         return live
