@@ -13,6 +13,7 @@ Shared by every layer, so they live at the package root and depend on numpy and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -25,6 +26,17 @@ VIDEO_CLOCK_HZ = 90000  # RTP video clock; pts of frame k = k * 90000 / fps
 def frame_start_sample(k: int, fps: int) -> int:
     """First audio sample (16 kHz) covered by video frame k at `fps` (exact integer arithmetic)."""
     return (k * AUDIO_RATE_HZ) // fps
+
+
+def s16_frame(samples: np.ndarray, pts: int | None = None) -> av.AudioFrame:
+    """float32 mono 16 kHz samples as an s16 av.AudioFrame (clipped to [-1, 1]); pts in 1/16000 if given."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+    frame.sample_rate = AUDIO_RATE_HZ
+    if pts is not None:
+        frame.pts = pts
+        frame.time_base = Fraction(1, AUDIO_RATE_HZ)
+    return frame
 
 
 def frame_samples(k: int, fps: int) -> tuple[int, int]:

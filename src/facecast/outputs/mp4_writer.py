@@ -17,7 +17,7 @@ from typing import Any
 import av
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ, OutputFrame
+from facecast.frames import AUDIO_RATE_HZ, OutputFrame, s16_frame
 from facecast.outputs.base import Output, OutputHost
 
 AAC_FRAME_SAMPLES = 1024
@@ -53,12 +53,8 @@ class Mp4Writer:
         """samples: float32 mono 16 kHz, contiguous with what was written before."""
         if samples.size == 0:
             return
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE_HZ
-        frame.pts = self._audio_pts
-        frame.time_base = Fraction(1, AUDIO_RATE_HZ)
-        self._audio_pts += pcm.shape[1]
+        frame = s16_frame(samples, self._audio_pts)
+        self._audio_pts += frame.samples
         self._fifo.write(frame)
         self._drain(AAC_FRAME_SAMPLES)
 

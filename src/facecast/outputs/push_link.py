@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from facecast.frames import AUDIO_RATE_HZ
+from facecast.frames import s16_frame
 
 AAC_RATE_HZ = 48_000
 AAC_BITRATE = 96_000
@@ -169,10 +169,7 @@ class PushLink:
         """float32 mono 16 kHz, contiguous with what was written before."""
         if samples.size == 0:
             return
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE_HZ
-        for out in self._resampler.resample(frame):
+        for out in self._resampler.resample(s16_frame(samples)):
             out.pts = None  # the fifo counts samples; chunks are stamped when read
             self._fifo.write(out)
         self._drain(AAC_FRAME_SAMPLES)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from facecast.server.api_sessions import IDENTITY_HEADER
@@ -97,12 +98,17 @@ async def _place(
         headers = {"Authorization": f"Bearer {cluster.secret}"}
         if again is not None:
             headers[IDENTITY_HEADER] = f"{again.id} {again.token} {again.view_token}"
-        async with relay.http.post(worker.url + "/v1/sessions", json=payload, headers=headers) as reply:
-            data = await reply.json()
-            if reply.status >= 400:
-                if again is not None:
-                    raise RuntimeError(data.get("error", {}).get("message", f"HTTP {reply.status}"))
-                return reply.status, data, _retry_after(reply.headers)
+        try:
+            async with relay.http.post(worker.url + "/v1/sessions", json=payload, headers=headers) as reply:
+                data = await reply.json()
+                if reply.status >= 400:
+                    if again is not None:
+                        raise RuntimeError(data.get("error", {}).get("message", f"HTTP {reply.status}"))
+                    return reply.status, data, _retry_after(reply.headers)
+        except aiohttp.ClientError:
+            raise ApiError(
+                502, "worker_unreachable", f"the engine worker {worker.name} did not answer; try again"
+            ) from None
         cluster.placed(worker, data, payload)
     finally:
         cluster.release(worker)

@@ -44,6 +44,7 @@ from facecast.frames import (
     MotionFrame,
     OutputFrame,
     frame_samples,
+    s16_frame,
 )
 from facecast.stream.clock import NS_PER_S, FrameClock
 from facecast.stream.events import ErrorEvent, Event, PlaybackFinished, SpeakingStarted, SpeakingStopped
@@ -119,12 +120,7 @@ def to_av_frames(
         video = av.VideoFrame.from_ndarray(yuv.astype(np.uint8, copy=False), format="yuv420p")
     video.pts = index * VIDEO_CLOCK_HZ // fps
     video.time_base = Fraction(1, VIDEO_CLOCK_HZ)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
-    sound = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-    sound.sample_rate = AUDIO_RATE_HZ
-    sound.pts = frame_samples(index, fps)[0]
-    sound.time_base = Fraction(1, AUDIO_RATE_HZ)
-    return video, sound
+    return video, s16_frame(audio, frame_samples(index, fps)[0])
 
 
 class EngineRunner:
