@@ -38,7 +38,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from facecast.bench.counting_receivers import count_instead_of_decoding
+from facecast.bench.live_capacity import _cpu_s
+
 JOIN_TIMEOUT_S = 20.0  # a viewer's first video frame (a keyframe is at most 2 s away, plus ICE and DTLS)
 
 
@@ -69,45 +71,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of `pid` and its live children."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
 # -- viewer processes ------------------------------------------------------------------------------
-def _count_instead_of_decoding() -> None:
-    """This process's aiortc receivers count frames instead of decoding them (see the module docstring)."""
-    import av
-    import numpy as np
-    from aiortc import rtcrtpreceiver
-
-    picture = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
-    sound = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
-    sound.sample_rate = 48000
-
-    class Counted:
-        def __init__(self, kind: str) -> None:
-            self.frame = picture if kind == "video" else sound
-
-        def decode(self, encoded_frame: Any) -> list[Any]:
-            return [self.frame]  # the track stamps nothing from it; the viewer only counts
-
-    rtcrtpreceiver.get_decoder = lambda codec: Counted(codec.mimeType.split("/")[0].lower())  # type: ignore[assignment,return-value]
-
-
 def _viewer_process(
     conn: Connection, server_url: str, sid: str, janus_url: str, mountpoint: int, decode: bool
 ) -> None:
     if not decode:
-        _count_instead_of_decoding()
+        count_instead_of_decoding()
     asyncio.run(_viewers(conn, server_url, sid, janus_url, mountpoint))
 
 

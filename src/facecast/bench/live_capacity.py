@@ -112,6 +112,10 @@ async def _speak_forever(ws: aiohttp.ClientWebSocketResponse, pcm: bytes, second
 
 
 async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> dict[str, Any]:
+    if not args.decode:
+        from facecast.bench.counting_receivers import count_instead_of_decoding
+
+        count_instead_of_decoding()
     from facecast_client import FacecastClient, Viewer, pcm_s16le
 
     from facecast.bench.live_latency import _speech
@@ -231,6 +235,7 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
         "bench": "live_capacity",
         "sessions": args.sessions,
         "cluster": args.cluster,
+        "viewers_decode": args.decode,
         "size": args.size,
         "fps": args.fps,
         "per_session": per_session,
