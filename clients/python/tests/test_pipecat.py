@@ -170,10 +170,12 @@ async def test_unknown_avatar_carries_the_servers_code(server_url: str) -> None:
     assert isinstance(service.error, NotFound) and service.error.code.endswith("not_found"), service.error
 
 
-async def test_a_background_a_live_session_cannot_show_is_refused(server_url: str) -> None:
-    service = FacecastVideoService(server_url=server_url, background="transparent")
+async def test_a_background_the_server_cannot_show_is_refused(server_url: str) -> None:
+    service = FacecastVideoService(
+        server_url=server_url, background="image:0123456789abcdef"
+    )  # no such upload
     await run_until_it_fails(service)
-    assert isinstance(service.error, BadRequest) and service.error.code == "unsupported_background"
+    assert isinstance(service.error, BadRequest) and service.error.code == "bad_background"
 
 
 async def test_refused_token_and_a_server_that_goes_away(tmp_path: Path) -> None:

@@ -179,7 +179,8 @@ class FacecastClient:
         fps: int | None = None,
         background: str | None = None,
     ) -> SessionInfo:
-        """background (warp engine): keep, color:#RRGGBB or blur; default: the server's."""
+        """background (warp engine): keep, color:#RRGGBB, blur, image:<id> (add_background) or transparent
+        (alpha packed beside the colour, for the view page); default: the server's."""
         given = (("avatar", avatar), ("engine", engine), ("fps", fps), ("background", background))
         body = {k: v for k, v in given if v is not None}
         result: SessionInfo = await self.call("POST", "/v1/sessions", json=body)

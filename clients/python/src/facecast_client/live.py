@@ -47,7 +47,7 @@ class LiveAvatar:
         self.client = client
         self.avatar = avatar
         self.fps = fps
-        self.background = background  # keep, color:#RRGGBB or blur; None: the server's
+        self.background = background  # keep, color:#RRGGBB, blur, image:<upload id>; None: the server's
         self.image = image or ("rgb24" if client.is_local else "jpeg")  # no encoding on one machine
         self.session_id = session_id
         self.info: SessionInfo | None = None

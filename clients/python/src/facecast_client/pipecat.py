@@ -58,7 +58,7 @@ class FacecastVideoService(AIService):
         **kwargs: Any,
     ) -> None:
         """avatar: an avatar id or a photo's path (uploaded), None for the server's default; background:
-        keep, color:#RRGGBB or blur (None: the server's); session_id: drive an existing session instead of
+        keep, color:#RRGGBB, blur or image:<upload id> (None: the server's); session_id: drive an existing session instead of
         creating one (it is then left open at the end)."""
         super().__init__(settings=ServiceSettings(model=None), **kwargs)  # no model to choose
         self._client = FacecastClient(server_url, api_token)
