@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="WHERE",
         help="serve --cluster WHERE (e.g. local:2): sessions on Ray workers",
     )
+    parser.add_argument(
+        "--decode", action=argparse.BooleanOptionalAction, default=True,
+        help="the viewers decode what they receive (--no-decode: count reassembled frames only, so the "
+        "bench's own viewers do not take the cores the server is measured on)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
