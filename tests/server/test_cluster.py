@@ -6,6 +6,7 @@ cluster (503), and the cluster's own routes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from facecast_client import FacecastClient, FacecastError
+from facecast_client import FacecastClient, FacecastError, SessionEnded
 
 from facecast.bench.loopback import free_port
 from facecast.config import Settings
+from facecast.models.audio.decode import decode_audio
 from facecast.server.cluster import Cluster
 from facecast.server.front_door import _labelled
 from facecast.server.ray_connect import ClusterError, ClusterSpec
@@ -57,8 +59,18 @@ async def test_two_workers_one_killed(front_door: RunningServer, media_dir: Path
 
     # The whole session API, through the front door: WebRTC from the worker, speech, events.
     viewers = {s["id"]: await api.watch(s["id"]) for s in (a, b)}
-    for s in (a, b):
-        await api.play_file(s["id"], media_dir / "speech_1.wav")
+    await api.play_file(a["id"], media_dir / "speech_1.wav")
+    speech = await api.speech(b["id"])  # b speaks through its audio WebSocket, relayed both ways
+    await speech.send(decode_audio(media_dir / "speech_1.wav"))
+    await speech.end()
+    socket_events: list[dict[str, Any]] = []
+
+    async def on_socket() -> None:
+        with contextlib.suppress(SessionEnded):
+            async for event in speech.events():
+                socket_events.append(event)
+
+    socket_listener = asyncio.create_task(on_socket())
     events: list[tuple[float, dict[str, Any]]] = []
 
     async def listen() -> None:
@@ -92,6 +104,9 @@ async def test_two_workers_one_killed(front_door: RunningServer, media_dir: Path
         )
         lost = next(e for _, e in events if e["type"] == "error")
         assert lost["code"] == "worker_lost" and "died" in lost["message"]
+        await asyncio.wait_for(socket_listener, 5)  # the WebSocket ends too, after the same last event
+        assert socket_events[0]["type"] == "speaking_started"
+        assert socket_events[-1]["type"] == "error" and socket_events[-1]["code"] == "worker_lost"
 
         survivor = viewers[a["id"]]
         seen = survivor.counts["video"]

@@ -128,8 +128,7 @@ class Cluster:
                     log.debug("worker %s did not stop cleanly", worker.name, exc_info=True)
             self._ray.kill(worker.actor, no_restart=True)
         self.workers.clear()
-        if self.spec.mode == "local":
-            self._ray.shutdown()
+        self._ray.shutdown()  # local: stops the Ray instance started here; otherwise only disconnects
 
     # -- placement --------------------------------------------------------------------------------------
     def choose(self, avatar_id: str) -> Worker:

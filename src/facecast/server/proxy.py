@@ -136,14 +136,16 @@ class Relay:
         )
         await client.prepare(request)
         to_worker = asyncio.ensure_future(_pump(client, upstream))
-        try:
-            await _pump(upstream, client)
-        finally:
-            to_worker.cancel()
-        if upstream.close_code in (None, 1006) and not client.closed:  # the worker went away, not the session
+        to_client = asyncio.ensure_future(_pump(upstream, client))
+        await asyncio.wait({to_worker, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        for pump in (to_worker, to_client):
+            pump.cancel()
+        if not to_client.done() or client.closed:  # the client left: the worker's side closes too
+            await upstream.close()
+        elif upstream.close_code in (None, 1006):  # the worker went away, not the session
             await client.send_str(json.dumps(_error_event(session, await self._why(session))))
             await client.close(code=1011, message=b"worker lost")
-        elif not client.closed:
+        else:
             await client.close(code=upstream.close_code or 1000)
         await upstream.close()
         return client
