@@ -1,7 +1,8 @@
 """The Janus output's RTP, without Janus: datagrams caught on loopback UDP sockets, parsed with aiortc and
 decoded. Video: RFC 6184 packets of the shared encoder's frames, marker on each frame's last packet,
 90 kHz timestamps from the media clock, a stream that starts and resumes only at keyframes (after stale
-frames and after gaps); audio: one Opus packet per 20 ms on the 48 kHz media clock, stale audio silent."""
+frames and after gaps); audio: one Opus packet per 20 ms on the 48 kHz media clock, stale audio silent;
+RTCP: sender reports to the mountpoint's video RTCP port, and a PLI or FIR from there makes a keyframe."""
 
 from __future__ import annotations
 
@@ -14,11 +15,27 @@ import av
 import numpy as np
 import pytest
 from aiortc.codecs.h264 import h264_depayload
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from facecast.frames import OutputFrame, frame_samples
 from facecast.outputs.base import OutputState
-from facecast.outputs.janus_rtp import AUDIO_PT, VIDEO_PT, JanusRtpOutput, RtpTarget, RtpVideo
+from facecast.outputs.janus_rtp import (
+    AUDIO_PT,
+    VIDEO_PT,
+    JanusRtpOutput,
+    RtpTarget,
+    RtpVideo,
+    is_keyframe_request,
+)
 from facecast.outputs.video_encoder import EncoderPool
 from facecast.stream.engine_runner import to_av_frames
 
@@ -209,3 +226,56 @@ def test_video_waits_for_a_keyframe_at_the_start_after_a_gap_and_after_stale_fra
     assert video.frame(coded(9, key=False, generation=1), False, 1) == []
     assert video.frame(coded(10, key=True, generation=1), False, 1) != []
     assert not video.waiting_for_keyframe
+
+
+def test_a_pli_from_janus_rtcp_port_makes_the_next_frame_a_keyframe(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    host = Host()
+    janus_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # stands in for Janus's rtcpport
+    janus_rtcp.bind(("127.0.0.1", 0))
+    janus_rtcp.settimeout(2.0)
+    try:
+        video, audio = sockets
+        out = JanusRtpOutput(
+            RtpTarget(
+                "127.0.0.1", video.getsockname()[1], audio.getsockname()[1], janus_rtcp.getsockname()[1]
+            )
+        )
+        out.start(host)
+        assert out.video is not None
+        # A sender report comes at once, from the socket Janus then sends its RTCP to (Janus latches it).
+        report, sender = janus_rtcp.recvfrom(2048)
+        (sr,) = RtcpPacket.parse(report)
+        assert isinstance(sr, RtcpSrPacket) and sr.ssrc == out.video.stream.ssrc
+        assert sender[0] == "127.0.0.1"
+        frames = [make_frame(host, k) for k in range(5)]
+        assert [f.packets["H264"].is_keyframe for f in frames] == [True, False, False, False, False]
+        for f in frames:
+            out.on_frame(f)
+        # What Janus sends (janus_rtcp_pli: sender SSRC 1, media SSRC the stream's) and a receiver
+        # report, which asks for nothing.
+        pli = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=out.video.stream.ssrc))
+        assert pli[:2] == b"\x81\xce" and len(pli) == 12  # V=2, FMT=1; PT=206 (payload-specific feedback)
+        rr = bytes(RtcpRrPacket(ssrc=1, reports=[RtcpReceiverInfo(out.video.stream.ssrc, 0, 0, 0, 0, 0, 0)]))
+        janus_rtcp.sendto(rr, sender)
+        janus_rtcp.sendto(pli, sender)
+        for k in range(5, 7):  # frame 5 was encoded before the PLI came; the encoder is asked with 5 sent
+            frame = make_frame(host, k)
+            assert frame.packets["H264"].is_keyframe == (k == 6), k
+            out.on_frame(frame)
+        assert out.keyframe_requests == 1 and out.stats()["keyframe_requests"] == 1
+        fir = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_FIR, ssrc=1, media_ssrc=0, fci=b"\0" * 8))
+        janus_rtcp.sendto(fir, sender)
+        out.on_frame(make_frame(host, 7))
+        assert out.keyframe_requests == 2 and make_frame(host, 8).packets["H264"].is_keyframe
+        out.stop()
+    finally:
+        janus_rtcp.close()
+
+
+def test_only_plis_and_firs_are_keyframe_requests() -> None:
+    assert is_keyframe_request(bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2)))
+    assert not is_keyframe_request(bytes(RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=b"REMB\1\0\0\0")))
+    assert not is_keyframe_request(b"\x80\xc9\x00\x01\x00\x00\x00\x01")  # an empty RR
+    assert not is_keyframe_request(b"not rtcp") and not is_keyframe_request(b"")

@@ -78,7 +78,6 @@ async def test_a_pushed_session_plays_back_in_sync(
     assert abs(result.audio_start_s - result.video_start_s) <= 1 / 30, result  # starts together
 
 
-
 async def test_a_dropped_server_is_reconnected_and_viewers_never_notice(
     server: RunningServer, client: FacecastClient, session: str, rtmp: NginxRtmp, tmp_path: Path
 ) -> None:

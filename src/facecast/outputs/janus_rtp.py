@@ -13,6 +13,16 @@ Opus packet at its pts (the chunk's 48 kHz start less the encoder's pre-skip, as
 packets of direct viewers, so the decoded sample at RTP time t is the one the session made at t). The
 marker bit ends each video frame (RFC 6184); every stream has a random SSRC and first sequence number.
 
+Keyframes on demand: the shared encoder makes one only every 2 s, so a viewer starting to watch through
+Janus would wait up to that long for a picture. The mountpoint's video has an RTCP port (server/janus.py,
+`rtcpport`), and Janus sends a PLI (RFC 4585) from it when a viewer starts watching or asks for a
+keyframe (at most one a second) — to the address it last got RTP or RTCP from on that port. So the
+output sends RTCP sender reports (RFC 3550) to that port from its own socket (at the start, then every
+SENDER_REPORT_S), reads what comes back on each frame, and asks the encoder for a keyframe for every
+PLI or FIR (keyframe_requests counts them).
+
+    Janus rtcpport ◄── SR (latches our address) ── RTCP socket ──► PLI/FIR ─► encoder.request_keyframe
+
 The video stream, like SessionVideoTrack (webrtc.py), restarts only at a keyframe: at the start, after
 stale (pre-interrupt) frames, which are never sent, and after a frame it could not send (a gap); each
 time it asks the shared encoder for one (request_keyframe). Stale audio goes out as silence, so the
@@ -28,13 +38,22 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import av
 import numpy as np
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 
 from facecast.frames import OutputFrame, frame_samples
 from facecast.outputs.audio_packets import AudioPacketizer
@@ -48,6 +67,8 @@ AUDIO_PT = 111  # Opus
 VIDEO_CLOCK_HZ = 90_000
 H264_FMTP = "profile-level-id=42e01f;packetization-mode=1"  # the shared encoder's constrained baseline
 SOCKET_SEND_BUFFER = 1 << 20  # bytes: a keyframe (~30-60 datagrams) never fills it
+SENDER_REPORT_S = 2.0  # RTCP sender reports to Janus's video RTCP port: it latches onto their source
+NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 
 
 class KeyframeSource(Protocol):
@@ -63,6 +84,16 @@ class RtpTarget:
     host: str
     video_port: int
     audio_port: int
+    video_rtcp_port: int | None = None  # Janus's RTCP port for the video (keyframe requests), if any
+
+
+def is_keyframe_request(datagram: bytes) -> bool:
+    """Whether an RTCP datagram (a compound packet) holds a PLI or a FIR; False for anything unparsable."""
+    try:
+        packets = RtcpPacket.parse(datagram)
+    except ValueError:
+        return False
+    return any(isinstance(p, RtcpPsfbPacket) and p.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR) for p in packets)
 
 
 class RtpStream:
@@ -170,8 +201,14 @@ class JanusRtpOutput(Output):
         self.audio = RtpAudio()
         self.dropped = 0  # datagrams the kernel refused (send buffer full) or could not send
         self.last_send_error: str | None = None
+        self.keyframe_requests = 0  # PLIs and FIRs from Janus, each passed on to the encoder
+        self.sender_reports = 0
         self._encoder: SharedVideoEncoder | None = None
         self._sock: socket.socket | None = None
+        self._rtcp: socket.socket | None = None  # connected to Janus's video RTCP port
+        self._next_report = 0.0  # time.monotonic() of the next sender report
+        self._last_video_ts: int | None = None  # RTP timestamp and wall time (s) of the last video frame
+        self._last_video_at = 0.0
 
     def start(self, host: OutputHost) -> None:
         super().start(host)
@@ -181,15 +218,74 @@ class JanusRtpOutput(Output):
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
         self._sock = sock
+        if self.target.video_rtcp_port:
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rtcp.setblocking(False)
+            try:  # connected: binds to the address that reaches Janus, and takes datagrams only from it
+                rtcp.connect((self.target.host, self.target.video_rtcp_port))
+            except OSError as exc:
+                rtcp.close()
+                self.last_send_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self._rtcp = rtcp
+                self._sender_report()  # Janus learns where to send keyframe requests before anyone watches
 
     def on_frame(self, frame: OutputFrame) -> None:
         if self._sock is None or self.video is None:
             return
+        self._read_rtcp()
         stale = self.host.is_stale(frame)
         video = self.video.frame(frame, stale, self.host.generation)
         if not self._send(video, self.target.video_port) and video:
             self.video.resync(frame.generation)  # a viewer's decoder lost part of this frame
+        elif video:
+            self._last_video_ts = round(frame.video_time_s * VIDEO_CLOCK_HZ)
+            self._last_video_at = time.time()
         self._send(self.audio.frame(frame, stale), self.target.audio_port)
+        if self._rtcp is not None and time.monotonic() >= self._next_report:
+            self._sender_report()
+
+    def _read_rtcp(self) -> None:
+        """Janus's RTCP since the last frame: each PLI or FIR asks the encoder for a keyframe."""
+        if self._rtcp is None:
+            return
+        for _ in range(64):  # Janus sends at most a PLI a second (and REMBs): never more than a few
+            try:
+                datagram = self._rtcp.recv(2048)
+            except BlockingIOError:
+                return
+            except OSError:  # ICMP port unreachable for a report (Janus gone or not there yet): try later
+                continue
+            self.on_rtcp(datagram)
+
+    def on_rtcp(self, datagram: bytes) -> None:
+        """One RTCP datagram from Janus."""
+        if is_keyframe_request(datagram) and self._encoder is not None and self._host is not None:
+            self.keyframe_requests += 1
+            self._encoder.request_keyframe(self._host.generation)
+
+    def _sender_report(self) -> None:
+        """An RTCP SR for the video stream (RTP time of now, from the last frame sent) to Janus."""
+        assert self._rtcp is not None and self.video is not None
+        self._next_report = time.monotonic() + SENDER_REPORT_S
+        now = time.time()
+        stream = self.video.stream
+        rtp_now = 0
+        if self._last_video_ts is not None:
+            rtp_now = self._last_video_ts + round((now - self._last_video_at) * VIDEO_CLOCK_HZ)
+        ntp = now + NTP_EPOCH_OFFSET_S
+        ntp_64 = (int(ntp) << 32) | int((ntp % 1) * (1 << 32))
+        info = RtcpSenderInfo(
+            ntp_timestamp=ntp_64 & 0xFFFFFFFFFFFFFFFF,
+            rtp_timestamp=rtp_now & 0xFFFFFFFF,
+            packet_count=stream.packets & 0xFFFFFFFF,
+            octet_count=(stream.bytes - 12 * stream.packets) & 0xFFFFFFFF,  # payload octets
+        )
+        try:
+            self._rtcp.send(bytes(RtcpSrPacket(ssrc=stream.ssrc, sender_info=info)))
+            self.sender_reports += 1
+        except OSError as exc:  # buffer full, or Janus not (yet) there: the next report latches
+            self.last_send_error = f"{type(exc).__name__}: {exc}"
 
     def _send(self, datagrams: list[bytes], port: int) -> bool:
         """Sends them all without waiting; False when any was dropped."""
@@ -208,6 +304,9 @@ class JanusRtpOutput(Output):
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._rtcp is not None:
+            self._rtcp.close()
+            self._rtcp = None
         if self._encoder is not None and self._host is not None:
             self._host.encoders.release(self._encoder)
             self._encoder = None
@@ -225,4 +324,6 @@ class JanusRtpOutput(Output):
             "audio_packets_sent": self.audio.stream.packets,
             "bytes_sent": (video.stream.bytes if video else 0) + self.audio.stream.bytes,
             "datagrams_dropped": self.dropped,
+            "keyframe_requests": self.keyframe_requests,
+            "sender_reports_sent": self.sender_reports,
         }

@@ -6,7 +6,9 @@
 
 Starting one opens a Janus session (server/janus.py), creates an RTP mountpoint on Janus's Streaming
 plugin (H.264 + Opus; Janus picks its ports, or `mountpoint` names its id) and adds a JanusRtpOutput to
-the session, which sends the session's already-encoded media there (outputs/janus_rtp.py). Viewers watch
+the session, which sends the session's already-encoded media there (outputs/janus_rtp.py); the video's
+RTCP port brings Janus's keyframe requests (a PLI when a viewer starts watching) back to the session's
+encoder, so a viewer joining mid-stream need not wait for the next periodic keyframe. Viewers watch
 the mountpoint through Janus (the view page with ?janus=URL&mountpoint=ID, or any Janus client), so the
 facecast server sends one copy of the media however many watch.
 
@@ -72,7 +74,8 @@ class Broadcast:
         except BaseException:
             await janus.close()
             raise
-        output = JanusRtpOutput(RtpTarget(rtp_host, mountpoint.video_port, mountpoint.audio_port))
+        target = RtpTarget(rtp_host, mountpoint.video_port, mountpoint.audio_port, mountpoint.video_rtcp_port)
+        output = JanusRtpOutput(target)
         live.runtime.add_output(output)
         broadcast = cls(live, janus, mountpoint, output)
         broadcast._announce()
@@ -93,7 +96,7 @@ class Broadcast:
             "mountpoint": mp,
             "watch": {"janus": url, "mountpoint": mp, "plugin": "janus.plugin.streaming", "view": view},
             "rtp": {"host": self.output.target.host, "video_port": self.mountpoint.video_port,
-                    "audio_port": self.mountpoint.audio_port},
+                    "audio_port": self.mountpoint.audio_port, "video_rtcp_port": self.mountpoint.video_rtcp_port},
             "output": self.output.stats(),
             **({"error": self.error} if self.error else {}),
         }  # fmt: skip

@@ -40,6 +40,7 @@ class Mountpoint:
     video_port: int
     audio_port: int
     host: str | None  # the address Janus bound, when it says
+    video_rtcp_port: int | None = None  # where Janus takes the video's RTCP and answers with PLIs
 
 
 class JanusClient:
@@ -91,8 +92,13 @@ class JanusClient:
         description: str = "facecast",
         video_port: int = 0,
         audio_port: int = 0,
+        video_rtcp_port: int | None = 0,
     ) -> Mountpoint:
-        """An RTP mountpoint receiving H.264 (pt 96) and Opus (pt 111) on `rtp_host` (ports 0: Janus picks)."""
+        """An RTP mountpoint receiving H.264 (pt 96) and Opus (pt 111) on `rtp_host` (ports 0: Janus picks).
+
+        The video also gets an RTCP port (`rtcpport`; None: none): Janus sends its keyframe requests (PLI,
+        when a viewer starts watching or asks for one, at most one a second) from there to the address
+        it last received RTP or RTCP from on that port, so the sender must send some there first."""
         body: dict[str, Any] = {
             "request": "create",
             "type": "rtp",
@@ -105,13 +111,18 @@ class JanusClient:
                  "fmtp": "minptime=10;useinbandfec=1", "iface": rtp_host},
             ],
         }  # fmt: skip
+        if video_rtcp_port is not None:
+            body["media"][0]["rtcpport"] = video_rtcp_port
         if mountpoint_id is not None:
             body["id"] = mountpoint_id
         data = await self.message(body, what="the mountpoint")
         try:
             stream = data["stream"]
             ports = {p["type"]: int(p["port"]) for p in stream["ports"]}
-            return Mountpoint(int(stream["id"]), ports["video"], ports["audio"], stream.get("host"))
+            rtcp = {p["type"]: int(p["rtcp_port"]) for p in stream["ports"] if "rtcp_port" in p}
+            return Mountpoint(
+                int(stream["id"]), ports["video"], ports["audio"], stream.get("host"), rtcp.get("video")
+            )
         except (KeyError, TypeError, ValueError):
             raise JanusError(f"Janus answered the mountpoint request oddly: {_clip(data)}") from None
 
