@@ -22,8 +22,9 @@ from facecast.models.render.background import parse_background
 from facecast.models.render.engine import WarpEngine
 from facecast.outputs.queues import QueueOutput
 from facecast.outputs.video_encoder import SharedVideoEncoder
+from facecast.stream.alpha_packing import GREY_LUMA, packed_alpha_i420
 from facecast.stream.clock import FreeRunningClock, ManualClock
-from facecast.stream.engine_runner import GREY_LUMA, packed_alpha_i420, to_av_frames
+from facecast.stream.engine_runner import to_av_frames
 from facecast.stream.session import SessionRuntime
 
 SIZE = 64  # the fake engine's frames

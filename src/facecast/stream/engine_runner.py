@@ -46,6 +46,7 @@ from facecast.frames import (
     frame_samples,
     s16_frame,
 )
+from facecast.stream.alpha_packing import packed_alpha_i420
 from facecast.stream.clock import NS_PER_S, FrameClock
 from facecast.stream.events import ErrorEvent, Event, PlaybackFinished, SpeakingStarted, SpeakingStopped
 from facecast.stream.speech_queue import Segment, SpeechQueue, Utterance
@@ -67,37 +68,6 @@ REASON_CHARS = 200  # an exception's text in an event: one line, bounded
 
 class EngineFailed(Exception):
     """The engine cannot go on; the message says why (one sentence)."""
-
-
-def _grey_luma() -> np.ndarray:
-    """(256,) uint8: the I420 luma cv2 gives grey level g (R = G = B = g); its chroma is 128."""
-    ramp = np.repeat(np.arange(256, dtype=np.uint8), 2)  # 2 px per level: I420 wants even sizes
-    grey = np.repeat(np.repeat(ramp[None, :, None], 3, axis=2), 2, axis=0)
-    yuv: np.ndarray = cv2.cvtColor(grey, cv2.COLOR_RGB2YUV_I420)
-    return np.ascontiguousarray(yuv[0, ::2])
-
-
-GREY_LUMA = _grey_luma()
-
-
-def packed_alpha_i420(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """(S, S, 3) uint8 RGB colour and (S, S) uint8 alpha (S even) -> (3S/2, 2S) uint8 I420 of the packed
-    picture (colour | alpha as grey), equal to cv2's conversion of the 2S x S RGB picture. Only the colour
-    half is converted: the grey half's luma is a table look-up and its chroma is 128 (no 2x2 chroma block
-    straddles the seam), so packing adds ~1 copy of the frame to the conversion, not a second conversion."""
-    s = image.shape[0]
-    q = s // 2
-    colour: np.ndarray = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420).reshape(-1)  # Y (S*S), U, V (q*q each)
-    out = np.empty(3 * s * s, np.uint8)  # Y (S x 2S), U (q x S), V (q x S)
-    luma = out[: 2 * s * s].reshape(s, 2 * s)
-    luma[:, :s] = colour[: s * s].reshape(s, s)
-    luma[:, s:] = cv2.LUT(np.ascontiguousarray(alpha), GREY_LUMA)  # ~5x faster than numpy indexing
-    for plane in range(2):
-        src = colour[s * s + plane * q * q : s * s + (plane + 1) * q * q].reshape(q, q)
-        dst = out[2 * s * s + plane * q * s : 2 * s * s + (plane + 1) * q * s].reshape(q, s)
-        dst[:, :q] = src
-        dst[:, q:] = 128
-    return out.reshape(3 * s // 2, 2 * s)
 
 
 def to_av_frames(
@@ -152,6 +122,7 @@ class EngineRunner:
         self.skip_after_ns = SKIP_AFTER_FRAMES * NS_PER_S // self.fps if clock.realtime else None
         # Worker state. segments: frame index -> the utterance samples its audio carries.
         self._segments: dict[int, list[Segment]] = {}
+        self._taken_in: dict[int, int] = {}  # frame index -> the generation its audio was taken in
         self._generation = queue.generation
         self._last_image: np.ndarray | None = None
         self._last_alpha: np.ndarray | None = None  # transparent engines only
@@ -221,7 +192,7 @@ class EngineRunner:
             frame.index, image, frame.audio.samples, frame.generation, frame.motion, due_ns,
             carried=carried, render_s=render_s, rendered=frame.image is not None, alpha=alpha,
         )  # fmt: skip
-        self._segments.pop(frame.index, None)  # only once the frame is made: a failure above still ends them
+        self._forget(frame.index)  # only once the frame is made: a failure above still ends them
         self._report(carried)
         self.frames_skipped += frame.image is None
         self._last_image, self._last_motion, self._render_next = image, frame.motion, False
@@ -251,19 +222,22 @@ class EngineRunner:
             start, end = frame_samples(n, self.fps)
             if self._failing_since is None:
                 audio, self._segments[n], generation = self.queue.take(end - start)
+                self._taken_in[n] = generation
             else:
                 audio, generation = np.zeros(end - start, np.float32), self.queue.generation
             self.engine.push_audio(AudioBlock(n, audio, generation))
             for frame in self.engine.pop_frames(1, render=not late):
                 if frame.index >= k:
                     return frame
-                self._segments.pop(frame.index, None)  # held through a failure: a stand-in went out for it
+                self._forget(frame.index)  # held through a failure: a stand-in went out for it
 
     def _interrupt(self) -> None:
         """Silence everything taken but not yet shown; report each dropped utterance once."""
         self._generation = self.queue.generation
         self._render_next = True  # the first frame after an interrupt is always rendered (idle mouth)
-        self._end_in_flight(self.queue.take_dropped())
+        # Audio taken in the new generation (an utterance begun between the interrupt and this check, taken
+        # while the worker was mid-step) is not stale: it plays on, and its utterance is not ended.
+        self._end_in_flight(self.queue.take_dropped(), before=self._generation)
         self.engine.clear_buffer(self._generation)
 
     def _recover(self, k: int, due_ns: int, exc: Exception) -> OutputFrame:
@@ -352,13 +326,19 @@ class EngineRunner:
         self._on_event(ErrorEvent(code="engine_failed", message=reason))
         self._end_in_flight(self.queue.close(f"the session cannot speak: {reason}"))
 
-    def _end_in_flight(self, dropped: list[Utterance]) -> None:
-        """End `dropped` and every utterance carried by frames not yet shown (interrupted), once each."""
-        for carried in self._segments.values():
-            dropped.extend(seg.utterance for seg in carried)
-        self._segments.clear()  # their audio is silenced in the engine (clear_buffer / recover)
+    def _end_in_flight(self, dropped: list[Utterance], before: int | None = None) -> None:
+        """End `dropped` and every utterance carried by frames not yet shown (interrupted), once each;
+        `before`: only frames whose audio was taken in an older generation (the rest play on)."""
+        for n in list(self._segments):
+            if before is None or self._taken_in.get(n, before - 1) < before:
+                dropped.extend(seg.utterance for seg in self._segments[n])
+                self._forget(n)  # their audio is silenced in the engine (clear_buffer / recover)
         for utt in dict.fromkeys(dropped):
             self._finish(utt, interrupted=True)
+
+    def _forget(self, n: int) -> None:
+        self._segments.pop(n, None)
+        self._taken_in.pop(n, None)
 
     def _report(self, carried: list[Segment]) -> None:
         """Events for the utterance samples a frame carries out."""
