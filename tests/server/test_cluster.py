@@ -216,7 +216,7 @@ def test_an_unreachable_cluster_fails_at_start_in_one_sentence(tmp_path: Path) -
         ("local:3", ClusterSpec("local", 3)),
         ("auto", ClusterSpec("auto")),
         ("ray://head.example:6379", ClusterSpec("address", address="head.example:6379")),
-        ("10.0.0.5:6379", ClusterSpec("address", address="10.0.0.5:6379")),
+        ("127.0.0.1:6379", ClusterSpec("address", address="127.0.0.1:6379")),
     ],
 )
 def test_cluster_addresses(text: str, spec: ClusterSpec) -> None:

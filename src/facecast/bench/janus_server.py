@@ -21,13 +21,11 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Self
 
-from facecast.bench.loopback import free_port
+from facecast.bench.loopback import free_port, wait_listening
 
 JANUS_LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
 START_TIMEOUT_S = 10.0
@@ -152,17 +150,11 @@ class JanusServer:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"janus exited with code {self._process.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"Janus did not listen on {self.http_port} within {START_TIMEOUT_S:g} s")
+        try:
+            wait_listening("janus", self._process, self.http_port, self.log_tail, START_TIMEOUT_S)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def kill(self) -> None:
         """SIGKILL: Janus vanishes without a word (what a crash looks like to its clients)."""

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,23 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
+
+
+def wait_listening(
+    name: str, process: subprocess.Popen[bytes], port: int, log_tail: Callable[[], str], timeout_s: float
+) -> None:
+    """Until `process` (a server a test started) accepts TCP on 127.0.0.1:`port`; RuntimeError with the end of
+    its log if it exits first or does not listen within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}: {log_tail()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not listen on {port} within {timeout_s:g} s: {log_tail()}")
 
 
 def free_port() -> int:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -25,7 +23,7 @@ from urllib.parse import parse_qs
 
 import av
 
-from facecast.bench.loopback import free_port
+from facecast.bench.loopback import free_port, wait_listening
 
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 START_TIMEOUT_S = 10.0
@@ -107,16 +105,7 @@ class NginxRtmp:
             stderr=log,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"nginx exited with code {self._process.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nginx-rtmp did not listen on {self.port} within {START_TIMEOUT_S:g} s")
+        wait_listening("nginx-rtmp", self._process, self.port, self.log_tail, START_TIMEOUT_S)
 
     def stop(self) -> None:
         process, self._process = self._process, None
