@@ -20,6 +20,8 @@ from facecast.models.face import topology as T
 COVER_ABOVE = 0.18  # the sheet starts this far (x the eye's height) above the upper margin: hides the lashes
 OVERLAP = 0.12  # and at amount 1 ends this far below the lower margin
 MAX_SOURCE_TO_BROW = 0.7  # the mirrored skin never comes from higher than 70 % of the way to the brow
+# cv2.remap's second map when the first holds both x and y (an empty one: its stubs do not take None).
+XY_MAP = np.empty(0, np.float32)
 
 
 @dataclass
@@ -124,8 +126,9 @@ class EyeLids:
         out = out * (1 - 0.85 * lash[..., None]) + eye.lash * 0.85 * lash[..., None]
         return np.clip(out, 0, 255).astype(np.uint8)
 
-    def paint(self, frame: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, amount: float) -> None:
-        """Re-sample the frame where its sources fall in an eye patch, from the lidded patch (in place)."""
+    def paint(self, frame: np.ndarray, source_map: np.ndarray, amount: float) -> None:
+        """Re-sample the frame where its sources (source_map: (H, W, 2) x, y) fall in an eye patch, from the
+        lidded patch (in place)."""
         if amount <= 0.01:
             return
         for eye in self.eyes:
@@ -135,7 +138,7 @@ class EyeLids:
             # by far less than half the patch), so the test stays cheap.
             oy0, ox0 = max(eye.y0 - ph // 2, 0), max(eye.x0 - pw // 2, 0)
             oy1, ox1 = eye.y0 + ph + ph // 2, eye.x0 + pw + pw // 2
-            mx, my = map_x[oy0:oy1, ox0:ox1], map_y[oy0:oy1, ox0:ox1]
+            mx, my = source_map[oy0:oy1, ox0:ox1, 0], source_map[oy0:oy1, ox0:ox1, 1]
             inside = (mx >= eye.x0) & (mx < eye.x0 + pw - 1) & (my >= eye.y0) & (my < eye.y0 + ph - 1)
             ys, xs = np.nonzero(inside)
             if ys.size == 0:
@@ -143,7 +146,7 @@ class EyeLids:
             sy0, sy1, sx0, sx1 = oy0 + ys.min(), oy0 + ys.max() + 1, ox0 + xs.min(), ox0 + xs.max() + 1
             dst = frame[sy0:sy1, sx0:sx1].copy()
             cv2.remap(
-                patch, map_x[sy0:sy1, sx0:sx1] - eye.x0, map_y[sy0:sy1, sx0:sx1] - eye.y0, cv2.INTER_LINEAR,
+                patch, source_map[sy0:sy1, sx0:sx1] - np.array([eye.x0, eye.y0], np.float32), XY_MAP, cv2.INTER_LINEAR,
                 dst=dst, borderMode=cv2.BORDER_TRANSPARENT,
             )  # fmt: skip
             frame[sy0:sy1, sx0:sx1] = dst

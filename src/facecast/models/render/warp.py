@@ -31,7 +31,7 @@ from facecast.models.face.matte import person_matte
 from facecast.models.face.projection import pose_matrix, project_with_matrices
 from facecast.models.face.rig import FaceRig
 from facecast.models.render.background import Background, Compositor, decontaminate
-from facecast.models.render.eyelids import EyeLids
+from facecast.models.render.eyelids import XY_MAP, EyeLids
 from facecast.models.render.lips import close_mouth
 from facecast.models.render.mouth import MouthPainter
 
@@ -111,12 +111,19 @@ class WarpRenderer:
         self.anchors, self.anchor_weights = self._anchors()
         points = np.concatenate([self.landmarks, self.anchors])
         self._weights = self._barycentric_matrix(points)
-        gh = (s + GRID_STEP - 1) // GRID_STEP
+        if s % GRID_STEP:
+            raise ValueError(f"the frame size must be a multiple of {GRID_STEP} pixels, not {s}")
+        gh = s // GRID_STEP
         self._grid_shape = (gh, gh)
-        ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
-        self._base_x, self._base_y = xs, ys
         g = np.arange(gh, dtype=np.float32) * GRID_STEP + GRID_OFFSET
-        self._grid_x, self._grid_y = np.meshgrid(g, g)
+        self._grid = np.dstack(np.meshgrid(g, g))  # (gh, gh, 2) full-resolution x, y of each grid cell
+        self._grid_cells = (self._grid - GRID_OFFSET) / GRID_STEP  # the same in grid cells
+        # A bilinear resize of the grid's coordinates gives every pixel its own coordinates exactly, except on
+        # the outermost columns (x) and rows (y), where resize clamps: these corrections make it exact.
+        ys, xs = np.mgrid[0:s, 0:s].astype(np.float32)
+        upsampled = cv2.resize(self._grid, (s, s), interpolation=cv2.INTER_LINEAR)
+        self._edge_fix_x = xs[:, [0, -1]] - upsampled[:, [0, -1], 0]
+        self._edge_fix_y = ys[[0, -1]] - upsampled[[0, -1], :, 1]
         # The person's matte, warped with the image every frame, for any background but the photo's own.
         self.background = background or Background()
         self.matte: np.ndarray | None = None
@@ -186,26 +193,28 @@ class WarpRenderer:
         jaw_shift = driven[14] - rigid[14] - skull[:, :2] @ self._rest_jaw
         return Solved(np.concatenate([d_lmk, d_anchor]), skull, jaw_shift, float(motion.blink))
 
-    def backward_map(self, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Control-point displacements → (map_x, map_y) float32 (size, size) source coordinates.
+    def backward_map(self, disp: np.ndarray) -> np.ndarray:
+        """Control-point displacements → the (size, size, 2) float32 map of source x, y per pixel.
 
         Backward map src = x - d(src), one fixed-point step from x - d(x); the step runs on the
-        half-resolution grid (the field is smooth), then the field is upsampled once.
+        half-resolution grid (the field is smooth), and the map is upsampled once, as one two-channel
+        array (what cv2.remap takes fastest; half the passes of upsampling the field and subtracting it).
         """
         s = self.size
         field = (self._weights @ disp.astype(np.float32)).reshape(*self._grid_shape, 2)
-        src_x = (self._grid_x - field[..., 0] - GRID_OFFSET) / GRID_STEP  # in grid cells
-        src_y = (self._grid_y - field[..., 1] - GRID_OFFSET) / GRID_STEP
-        refined = cv2.remap(field, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        full = cv2.resize(refined, (s, s), interpolation=cv2.INTER_LINEAR)
-        return self._base_x - full[..., 0], self._base_y - full[..., 1]
+        src = self._grid_cells - field / GRID_STEP
+        refined = cv2.remap(field, src, XY_MAP, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        full: np.ndarray = cv2.resize(self._grid - refined, (s, s), interpolation=cv2.INTER_LINEAR)
+        full[:, [0, -1], 0] += self._edge_fix_x
+        full[[0, -1], :, 1] += self._edge_fix_y
+        return full
 
-    def warp(self, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
-        return cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    def warp(self, source_map: np.ndarray) -> np.ndarray:
+        return cv2.remap(self.image, source_map, XY_MAP, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def paint(self, out: np.ndarray, solved: Solved, maps: tuple[np.ndarray, np.ndarray]) -> None:
+    def paint(self, out: np.ndarray, solved: Solved, source_map: np.ndarray) -> None:
         """Eyelids, then the mouth interior where the lips part (in place)."""
-        self.eyelids.paint(out, *maps, solved.lids)
+        self.eyelids.paint(out, source_map, solved.lids)
         target = self.landmarks + solved.disp[:468]
         self.mouth.paint(
             out, target[T.INNER_LIP_UPPER], target[T.INNER_LIP_LOWER[::-1]], solved.skull, solved.jaw_shift
@@ -218,17 +227,15 @@ class WarpRenderer:
         """The frame over its background, and the person's alpha for it (None with the photo's own
         background). With `transparent` the frame is the person's colour, straight (not premultiplied)."""
         solved = self.solve(motion)
-        maps = self.backward_map(solved.disp)
-        out = self.warp(*maps)
-        self.paint(out, solved, maps)
-        return self.composite(out, maps)
+        source_map = self.backward_map(solved.disp)
+        out = self.warp(source_map)
+        self.paint(out, solved, source_map)
+        return self.composite(out, source_map)
 
-    def composite(
-        self, out: np.ndarray, maps: tuple[np.ndarray, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def composite(self, out: np.ndarray, source_map: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """A painted frame over its background, and its alpha (None with the photo's own background)."""
         if self.compositor is None or self.matte is None:
             return out, None
         # The matte moves exactly as the image does: the same backward map, so the head never tears it.
-        alpha = cv2.remap(self.matte, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.remap(self.matte, source_map, XY_MAP, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return self.compositor.compose(out, alpha), alpha
