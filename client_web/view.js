@@ -3,7 +3,8 @@
 // (/v1/sessions/{id}/view) or from ?session=ID; an optional ?token= is sent as the bearer token
 // (the session's watch-only view token, from its links.view).
 //
-// With ?janus=URL&mountpoint=ID it plays the session's broadcast from Janus instead (watchJanus below).
+// With ?janus=URL&mountpoint=ID (or ?janus=URL&room=ID&feed=ID) it plays the session's broadcast from Janus
+// instead (watchJanus below).
 //
 // It watches through WHEP (a receive-only viewer; several may watch one session) with a complete
 // offer: ICE is gathered before the POST, as the server answers once. The server's STUN/TURN servers
@@ -109,7 +110,10 @@ async function connect() {
 // Janus Streaming mountpoint through Janus's HTTP API: a Janus session, a handle on the Streaming plugin,
 // `watch` (Janus's offer comes as an event of the long poll), our answer with `start`. The long poll goes
 // on while the page plays: it keeps the Janus session alive.
+// ?janus=URL&room=ID&feed=ID: a broadcast to a VideoRoom ("to": "videoroom"), the same way on the VideoRoom
+// plugin, joining the room as a subscriber to that feed (`join`) instead of `watch`.
 const janusUrl = (params.get("janus") || "").replace(/\/+$/, "");
+const janusRoom = params.get("room");
 let janusSession = null; // its URL, destroyed when the page goes away
 
 async function janusPost(url, body) {
@@ -125,15 +129,20 @@ async function janusPost(url, body) {
 async function watchJanus(pc) {
   const created = await janusPost(janusUrl, { janus: "create" });
   const sessionUrl = (janusSession = `${janusUrl}/${created.data.id}`);
-  const handle = await janusPost(sessionUrl, { janus: "attach", plugin: "janus.plugin.streaming" });
+  const plugin = janusRoom ? "janus.plugin.videoroom" : "janus.plugin.streaming";
+  const handle = await janusPost(sessionUrl, { janus: "attach", plugin });
   const handleUrl = `${sessionUrl}/${handle.data.id}`;
-  await janusPost(handleUrl, { janus: "message", body: { request: "watch", id: Number(params.get("mountpoint")) } });
+  const body = janusRoom
+    ? { request: "join", ptype: "subscriber", room: Number(janusRoom), streams: [{ feed: Number(params.get("feed")) }] }
+    : { request: "watch", id: Number(params.get("mountpoint")) };
+  await janusPost(handleUrl, { janus: "message", body });
   let offer = null;
   while (!offer) {
     const events = [].concat(await (await fetch(`${sessionUrl}?maxev=5&rid=${Date.now()}`)).json());
     for (const ev of events) {
       const data = ev.plugindata && ev.plugindata.data;
-      if (data && data.error) throw new Error(`Janus refused the mountpoint (${data.error_code}: ${data.error})`);
+      const what = janusRoom ? "the feed" : "the mountpoint";
+      if (data && data.error) throw new Error(`Janus refused ${what} (${data.error_code}: ${data.error})`);
       if (ev.jsep) offer = ev.jsep;
     }
   }

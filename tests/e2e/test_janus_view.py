@@ -21,7 +21,11 @@ Chromium offers Janus only mDNS (.local) host candidates here (the page asks for
 which this Janus ignores ("Failed to add some remote candidates" in its log): Janus learns the page's
 address from its connectivity checks instead (peer-reflexive), as it would behind a NAT.
 
-Runtime: about 9 s (12 s with pytest's start) on an idle machine, most of it starting the server.
+The same for a broadcast to a VideoRoom ("to": "videoroom"): the link carries ?janus=URL&room=ID&feed=ID
+and the page joins the room as a subscriber to the session's feed.
+
+Runtime: about 9 s (12 s with pytest's start) on an idle machine, most of it starting the server, and
+about 5 s more for the VideoRoom case.
 """
 
 from __future__ import annotations
@@ -155,13 +159,19 @@ async def api(janus_facecast: ServerProcess) -> AsyncIterator[FacecastClient]:
     await client.close()
 
 
+@pytest.mark.parametrize("to", ["streaming", "videoroom"])
 async def test_view_page_plays_the_broadcast_from_janus(
-    janus_facecast: ServerProcess, api: FacecastClient, janus: JanusServer, media_dir: Path, tmp_path: Path
+    janus_facecast: ServerProcess,
+    api: FacecastClient,
+    janus: JanusServer,
+    media_dir: Path,
+    tmp_path: Path,
+    to: str,
 ) -> None:
     sid = (await api.create_session())["id"]
     try:
         started: dict[str, Any] = await api.call(
-            "POST", f"/v1/sessions/{sid}/broadcast", json={"action": "start"}
+            "POST", f"/v1/sessions/{sid}/broadcast", json={"action": "start", "to": to}
         )
         assert started["state"] == "live" and started["watch"]["janus"] == janus.url, started
         view_url = janus_facecast.base_url + started["watch"]["view"]
@@ -193,7 +203,7 @@ async def test_view_page_plays_the_broadcast_from_janus(
         await api.delete_session(sid)
 
     print(
-        f"janus view: presented {rates['fps']:.1f} fps ({rates.get('presented')} frames,"
+        f"janus view ({to}): presented {rates['fps']:.1f} fps ({rates.get('presented')} frames,"
         f" {rates['callbacks']} callbacks in {MEASURE_S:g} s); frame {frame['width']}x{frame['height']}"
         f" mean luma {frame['mean']:.1f}, face mean {frame['faceMean']:.1f} std {frame['faceStd']:.1f};"
         f" remote candidate {pc['remote']} (Janus UDP ports {sorted(janus_udp_ports)});"

@@ -279,3 +279,22 @@ def test_only_plis_and_firs_are_keyframe_requests() -> None:
     assert not is_keyframe_request(bytes(RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=b"REMB\1\0\0\0")))
     assert not is_keyframe_request(b"\x80\xc9\x00\x01\x00\x00\x00\x01")  # an empty RR
     assert not is_keyframe_request(b"not rtcp") and not is_keyframe_request(b"")
+
+
+def test_a_videoroom_target_gets_both_streams_on_one_port_with_the_ssrcs_janus_demultiplexes_by(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    """A VideoRoom remote publisher: one port, the stream told by SSRC (1000 + 10 * mindex)."""
+    host = Host()
+    port = sockets[0].getsockname()[1]
+    out = JanusRtpOutput(RtpTarget("127.0.0.1", port, port, video_ssrc=1010, audio_ssrc=1000))
+    out.start(host)
+    for k in range(6):
+        out.on_frame(make_frame(host, k))
+    out.stop()
+    packets = received(sockets[0])
+    by_ssrc = {
+        ssrc: {p.payload_type for p in packets if p.ssrc == ssrc} for ssrc in {p.ssrc for p in packets}
+    }
+    assert by_ssrc == {1010: {VIDEO_PT}, 1000: {AUDIO_PT}}
+    assert received(sockets[1]) == []

@@ -1,7 +1,9 @@
 """Broadcasting a session through a real Janus (Debian's janus 1.1 on loopback, its Streaming plugin):
 three aiortc viewers through Janus get the avatar's video at the session's frame rate and its audio;
 Janus killed mid-broadcast ends the broadcast with an event while a direct WebRTC viewer plays on; and
-the requests that cannot work are each answered with one sentence, the session running on."""
+the requests that cannot work are each answered with one sentence, the session running on. The same
+for a broadcast to a VideoRoom (a remote publisher in a private room): three aiortc subscribers of its
+feed, its publisher and room gone when it stops, a refused room id, and Janus killed under it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from facecast.bench.janus_server import JanusServer, janus_available
 from facecast.bench.janus_viewer import JanusViewer
 from facecast.bench.loopback import free_port
 from facecast.config import Settings
+from facecast.server.janus import VIDEOROOM_PLUGIN, JanusClient, JanusError
 from facecast.server.runner import RunningServer
 
 pytestmark = pytest.mark.skipif(janus_available() is not None, reason=str(janus_available()))
@@ -230,3 +233,105 @@ async def test_broadcasts_that_cannot_work_are_refused_in_one_sentence(
         assert (await client.get_session(sid))["state"] == "live"  # every refusal left it running
     finally:
         await client.delete_session(sid)
+
+
+# -- to a VideoRoom: the same RTP output as a remote publisher in a room of its own -----------------
+async def test_videoroom_broadcast_to_three_subscribers_until_stopped(
+    server: RunningServer, client: FacecastClient, session: str, janus: JanusServer, media_dir: Path
+) -> None:
+    use_janus(server, janus.url)
+    started = await broadcast(client, session, action="start", to="videoroom")
+    room, feed = started["room"], started["feed"]
+    assert started["state"] == "live" and started["to"] == "videoroom" and started["janus"] == janus.url
+    watch = started["watch"]
+    assert (watch["janus"], watch["room"], watch["feed"]) == (janus.url, room, feed)
+    assert (
+        watch["view"].startswith(f"/v1/sessions/{session}/view?janus=") and f"&feed={feed}" in watch["view"]
+    )
+    # Janus demultiplexes the one port by SSRC: 1000 + 10 * mindex (audio 0, video 1).
+    assert (started["rtp"]["audio_ssrc"], started["rtp"]["video_ssrc"]) == (1000, 1010)
+    state = await client.call("GET", f"/v1/sessions/{session}/broadcast")
+    assert {k: state[k] for k in ("state", "to", "room", "feed")} == {
+        "state": "live", "to": "videoroom", "room": room, "feed": feed
+    }  # fmt: skip
+
+    viewers = [JanusViewer(janus.url, room=room, feed=feed) for _ in range(3)]
+    try:
+        await asyncio.gather(*(v.start() for v in viewers))
+        await client.play_file(session, media_dir / "speech_1.wav")
+        await wait_until(
+            lambda: all(v.counts["video"] >= 10 and v.counts["audio"] >= 10 for v in viewers),
+            20,
+            "video and audio through the VideoRoom",
+        )
+        for v in viewers:
+            assert v.last_video is not None and (v.last_video.width, v.last_video.height) == (256, 256)
+            rgb = v.last_video.to_ndarray(format="rgb24").astype(np.float32)
+            assert rgb.mean() > 40 and rgb.std() > 20, (rgb.mean(), rgb.std())  # a face, not black
+        sockets = janus.listening()  # the publisher's RTP and RTCP ports too
+        assert sockets and {address for _, address, _ in sockets} == {"127.0.0.1"}, sockets
+        output = (await client.call("GET", f"/v1/sessions/{session}/broadcast"))["output"]
+        assert output["keyframe_requests"] >= 1, output  # Janus's PLIs came back through the rtcp_port latch
+
+        stopped = await broadcast(client, session, action="stop")
+        assert stopped["state"] == "stopped" and stopped["room"] == room
+    finally:
+        for v in viewers:
+            await v.close()
+    # The publisher was removed and its room destroyed.
+    admin = JanusClient(janus.url, plugin=VIDEOROOM_PLUGIN)
+    await admin.open()
+    try:
+        with pytest.raises(JanusError, match="error 426"):  # no such room
+            await admin.message({"request": "listparticipants", "room": room})
+    finally:
+        await admin.close()
+
+
+async def test_videoroom_refusals_and_janus_gone_leave_the_session_streaming(
+    server: RunningServer, client: FacecastClient, session: str, janus: JanusServer
+) -> None:
+    use_janus(server, janus.url)
+    direct = await client.watch(session)
+    events: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for event in client.events(session):
+            if event["type"] == "output":
+                events.append(event)
+
+    listener = asyncio.create_task(collect())
+    admin = JanusClient(janus.url, plugin=VIDEOROOM_PLUGIN)
+    await admin.open()
+    try:
+        taken = await admin.create_room(4243)  # someone else's room
+        with pytest.raises(FacecastError) as caught:
+            await broadcast(client, session, action="start", to="videoroom", room=taken)
+        error = caught.value
+        assert (error.status, error.code) == (502, "janus_failed")
+        assert error.message == "Janus refused the room (error 427: Room 4243 already exists)"
+        with pytest.raises(FacecastError) as mixed:
+            await broadcast(client, session, action="start", room=taken)  # a room for a mountpoint
+        assert (mixed.value.status, mixed.value.code) == (400, "bad_room")
+        assert (await client.call("GET", f"/v1/sessions/{session}/broadcast"))["state"] == "none"
+        seen = direct.counts["video"]
+        await wait_until(lambda: direct.counts["video"] >= seen + 30, 10, "the direct viewer's frames")
+        assert (await client.get_session(session))["state"] == "live"
+        participants = await admin.message({"request": "listparticipants", "room": taken})
+        assert participants["participants"] == []  # the refused broadcast left nothing in it
+
+        # Janus vanishing ends a VideoRoom broadcast as it ends a Streaming one.
+        assert (await broadcast(client, session, action="start", to="videoroom"))["state"] == "live"
+        await wait_until(lambda: any(e["state"] == "live" for e in events), 10, "the live event")
+        janus.kill()
+        await wait_until(lambda: any(e["state"] == "failed" for e in events), 10, "the failed event")
+        failed = next(e for e in events if e["state"] == "failed")
+        assert failed["kind"] == "janus" and "unreachable" in failed["message"]
+        state = await client.call("GET", f"/v1/sessions/{session}/broadcast")
+        assert (state["state"], state["to"], state["error"]) == ("failed", "videoroom", failed["message"])
+        seen = direct.counts["video"]
+        await wait_until(lambda: direct.counts["video"] >= seen + 30, 10, "the direct viewer's frames")
+    finally:
+        listener.cancel()
+        await admin.close()
+        await direct.close()

@@ -8,6 +8,8 @@ broadcast (POST /v1/sessions/{id}/broadcast) and measures three phases over --se
   2. N viewers through Janus          the point: the server's CPU must not grow with N
   3. N through Janus + M direct       direct viewers are aiortc peers of the server: its CPU grows with M
 
+--to videoroom broadcasts to a VideoRoom instead: the viewers through Janus subscribe to the session's feed.
+
 For each phase it prints the facecast server's CPU (cores, itself and its children), Janus's CPU, and
 each path's viewer frame rate (min and median over the viewers, video frames per second). The last
 line printed is one JSON object.
@@ -52,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=256, help="video size (the session's frames)")
     parser.add_argument("--procs", type=int, default=4, help="viewer processes")
     parser.add_argument(
+        "--to", choices=["streaming", "videoroom"], default="streaming",
+        help="the broadcast's Janus target: a Streaming mountpoint, or a VideoRoom room's feed",
+    )  # fmt: skip
+    parser.add_argument(
         "--decode", action=argparse.BooleanOptionalAction, default=False,
         help="decode video and audio in the viewers (default: count reassembled frames, no decoding)",
     )  # fmt: skip
@@ -73,14 +79,17 @@ def run(args: argparse.Namespace) -> int:
 
 # -- viewer processes ------------------------------------------------------------------------------
 def _viewer_process(
-    conn: Connection, server_url: str, sid: str, janus_url: str, mountpoint: int, decode: bool
+    conn: Connection, server_url: str, sid: str, janus_url: str, watch: dict[str, int], decode: bool
 ) -> None:
     if not decode:
         count_instead_of_decoding()
-    asyncio.run(_viewers(conn, server_url, sid, janus_url, mountpoint))
+    asyncio.run(_viewers(conn, server_url, sid, janus_url, watch))
 
 
-async def _viewers(conn: Connection, server_url: str, sid: str, janus_url: str, mountpoint: int) -> None:
+async def _viewers(
+    conn: Connection, server_url: str, sid: str, janus_url: str, watch: dict[str, int]
+) -> None:
+    """`watch`: what the viewers watch, {"mountpoint": ID} or {"room": ID, "feed": ID}."""
     from facecast_client import FacecastClient, Viewer
 
     from facecast.bench.janus_viewer import JanusViewer
@@ -98,7 +107,12 @@ async def _viewers(conn: Connection, server_url: str, sid: str, janus_url: str, 
                 for _ in range(count):  # one after another: each has its first frame before the next joins
                     try:
                         if kind == "janus":
-                            viewer = JanusViewer(janus_url, mountpoint)
+                            viewer = JanusViewer(
+                                janus_url,
+                                watch.get("mountpoint"),
+                                room=watch.get("room"),
+                                feed=watch.get("feed"),
+                            )
                             await viewer.start()
                             janus.append(viewer)
                             counts = viewer.counts
@@ -161,13 +175,15 @@ async def measure(args: argparse.Namespace, janus_url: str, janus_pid: int, work
         sid = (await api.create_session())["id"]
         ws = await api.audio_socket(sid)
         speaker = asyncio.ensure_future(_speak_forever(ws, pcm_s16le(speech), speech.size / 16000))
-        mountpoint = (await api.call("POST", f"/v1/sessions/{sid}/broadcast", json={"action": "start"}))[
-            "mountpoint"
-        ]
+        started = await api.call(
+            "POST", f"/v1/sessions/{sid}/broadcast", json={"action": "start", "to": args.to}
+        )
+        keys = ("mountpoint",) if args.to == "streaming" else ("room", "feed")
+        watch = {key: int(started[key]) for key in keys}
         for _ in range(max(1, args.procs)):
             here, there = ctx.Pipe()
             process = ctx.Process(
-                target=_viewer_process, args=(there, url, sid, janus_url, mountpoint, args.decode)
+                target=_viewer_process, args=(there, url, sid, janus_url, watch, args.decode)
             )
             process.start()
             workers.append((process, here))

@@ -1,16 +1,18 @@
 """A Janus WebRTC server for tests and benchmarks: Debian's `janus` (1.1) on loopback only.
 
-`JanusServer(workdir)` writes a minimal config folder (janus.jcfg: the Streaming plugin and the HTTP
-transport only, every other plugin, transport, logger and event handler disabled; the HTTP API on a free
-127.0.0.1 port; the Streaming plugin with no static mountpoints), runs `janus -F <folder>` in the
-foreground and stops it by pid (`kill()`: SIGKILL, for tests of a Janus that vanishes).
+`JanusServer(workdir)` writes a minimal config folder (janus.jcfg: the Streaming and VideoRoom plugins
+and the HTTP transport only, every other plugin, transport, logger and event handler disabled; the HTTP
+API on a free 127.0.0.1 port; the Streaming plugin with no static mountpoints, the VideoRoom with no
+static rooms), runs `janus -F <folder>` in the foreground and stops it by pid (`kill()`: SIGKILL, for
+tests of a Janus that vanishes).
 
 ICE on loopback: Janus never gathers candidates on a loopback interface (src/ice.c skips IFF_LOOPBACK,
 and libnice's own fallback leaves loopback out too), so on its own it would offer this machine's network
 addresses to viewers. Here a tiny LD_PRELOAD library (compiled with the system's cc into the work folder)
 changes what getifaddrs() shows Janus: 127.0.0.1 as an ordinary interface and every other address down.
 Janus then binds and offers 127.0.0.1 host candidates only, and nothing of it listens beyond loopback
-(checked by the tests). A real deployment needs no such thing: Janus offers its real interfaces there
+(checked by the tests; a VideoRoom remote publisher's RTP and RTCP ports are bound to the `iface` facecast
+asks for, 127.0.0.1). A real deployment needs no such thing: Janus offers its real interfaces there
 (configs/janus/ is a commented sample).
 """
 
@@ -31,6 +33,7 @@ JANUS_LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
 START_TIMEOUT_S = 10.0
 ICE_PORT_RANGE = "20000-29999"  # Janus's ports towards viewers
 MOUNTPOINT_PORT_RANGE = "30000-39999"  # the Streaming plugin's, for mountpoints created with port 0
+PLUGINS = ("libjanus_streaming.so", "libjanus_videoroom.so")  # broadcast targets (server/api_broadcast.py)
 
 # getifaddrs() as Janus's ICE gathering should see it (see the module docstring). The list itself is left
 # as it is (freeifaddrs frees it as one block); only the flags change.
@@ -59,7 +62,7 @@ def janus_available() -> str | None:
     """None when Janus and what JanusServer needs are installed, else what is missing (one sentence)."""
     if shutil.which("janus") is None:
         return "Janus is not installed (apt-get install janus)"
-    for lib in ("plugins/libjanus_streaming.so", "transports/libjanus_http.so"):
+    for lib in (*(f"plugins/{p}" for p in PLUGINS), "transports/libjanus_http.so"):
         if not (JANUS_LIBDIR / lib).exists():
             return f"Janus's {lib} is missing from {JANUS_LIBDIR} (apt-get install janus)"
     if shutil.which("cc") is None:
@@ -67,14 +70,14 @@ def janus_available() -> str | None:
     return None
 
 
-def _names(folder: str, keep: str) -> str:
-    """Every library in Janus's `folder` but `keep`, for a `disable` list."""
+def _names(folder: str, *keep: str) -> str:
+    """Every library in Janus's `folder` but those in `keep`, for a `disable` list."""
     found = sorted(p.name for p in (JANUS_LIBDIR / folder).glob("libjanus_*.so"))
-    return ",".join(n for n in found if n != keep)
+    return ",".join(n for n in found if n not in keep)
 
 
 class JanusServer:
-    """Janus on 127.0.0.1: HTTP API at `url`, the Streaming plugin, ICE on loopback."""
+    """Janus on 127.0.0.1: HTTP API at `url`, the Streaming and VideoRoom plugins, ICE on loopback."""
 
     def __init__(self, workdir: Path, *, session_timeout_s: int = 60, debug_level: int = 3) -> None:
         self.workdir = workdir
@@ -107,10 +110,10 @@ class JanusServer:
             "}\n"
             f'media: {{\n  rtp_port_range = "{ICE_PORT_RANGE}"\n}}\n'
             'nat: {\n  ice_enforce_list = "127.0.0.1"\n  ignore_mdns = true\n}\n'
-            f'plugins: {{\n  disable = "{_names("plugins", "libjanus_streaming.so")}"\n}}\n'
+            f'plugins: {{\n  disable = "{_names("plugins", *PLUGINS)}"\n}}\n'
             f'transports: {{\n  disable = "{_names("transports", "libjanus_http.so")}"\n}}\n'
-            f'loggers: {{\n  disable = "{_names("loggers", "")}"\n}}\n'
-            f'events: {{\n  broadcast = false\n  disable = "{_names("events", "")}"\n}}\n'
+            f'loggers: {{\n  disable = "{_names("loggers")}"\n}}\n'
+            f'events: {{\n  broadcast = false\n  disable = "{_names("events")}"\n}}\n'
         )
         (conf / "janus.transport.http.jcfg").write_text(
             "general: {\n"
@@ -122,6 +125,8 @@ class JanusServer:
         (conf / "janus.plugin.streaming.jcfg").write_text(
             f'general: {{\n  rtp_port_range = "{MOUNTPOINT_PORT_RANGE}"\n}}\n'  # no static mountpoints
         )
+        # No static rooms: facecast creates a private one per broadcast through the API.
+        (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
         return conf
 
     def _shim(self) -> Path:

@@ -1,4 +1,5 @@
-"""A session's already-encoded media as plain RTP to a Janus Streaming mountpoint (any number of viewers).
+"""A session's already-encoded media as plain RTP to Janus (any number of viewers): to a Streaming
+mountpoint, or to a VideoRoom remote publisher (server/janus.py).
 
 Janus relays what it receives on a mountpoint's ports to every WebRTC viewer of that mountpoint, so the
 session sends one copy of its media whatever the audience: the H.264 packets of the session's shared
@@ -11,11 +12,16 @@ WebRTC viewer gets them).
 RTP timestamps come from the session's media clock: video frame k at `frame.video_time_s` × 90000, an
 Opus packet at its pts (the chunk's 48 kHz start less the encoder's pre-skip, as aiortc stamps the
 packets of direct viewers, so the decoded sample at RTP time t is the one the session made at t). The
-marker bit ends each video frame (RFC 6184); every stream has a random SSRC and first sequence number.
+marker bit ends each video frame (RFC 6184); every stream has a random first sequence number, and a
+random SSRC unless the target names one.
+
+The two targets differ only in their RtpTarget: a mountpoint has a port per medium and takes any SSRC; a
+VideoRoom remote publisher has one port for both and finds each packet's stream by its SSRC (1000 for
+the audio at mindex 0, 1010 for the video at mindex 1), so both ports are that one and the SSRCs fixed.
 
 Keyframes on demand: the shared encoder makes one only every 2 s, so a viewer starting to watch through
 Janus would wait up to that long for a picture. The mountpoint's video has an RTCP port (server/janus.py,
-`rtcpport`), and Janus sends a PLI (RFC 4585) from it when a viewer starts watching or asks for a
+`rtcpport`; a remote publisher's `rtcp_port` works alike), and Janus sends a PLI (RFC 4585) from it when a viewer starts watching or asks for a
 keyframe (at most one a second) — to the address it last got RTP or RTCP from on that port. So the
 output sends RTCP sender reports (RFC 3550) to that port from its own socket (at the start, then every
 SENDER_REPORT_S), reads what comes back on each frame, and asks the encoder for a keyframe for every
@@ -65,7 +71,8 @@ log = logging.getLogger(__name__)
 VIDEO_PT = 96  # H.264, what the mountpoint is created with (server/janus.py)
 AUDIO_PT = 111  # Opus
 VIDEO_CLOCK_HZ = 90_000
-H264_FMTP = "profile-level-id=42e01f;packetization-mode=1"  # the shared encoder's constrained baseline
+H264_PROFILE = "42e01f"  # the shared encoder's constrained baseline, level 3.1
+H264_FMTP = f"profile-level-id={H264_PROFILE};packetization-mode=1"
 SOCKET_SEND_BUFFER = 1 << 20  # bytes: a keyframe (~30-60 datagrams) never fills it
 SENDER_REPORT_S = 2.0  # RTCP sender reports to Janus's video RTCP port: it latches onto their source
 NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
@@ -79,12 +86,15 @@ class KeyframeSource(Protocol):
 
 @dataclass(frozen=True)
 class RtpTarget:
-    """Where a mountpoint receives: one UDP port per medium on `host`."""
+    """Where Janus receives, per stream: a Streaming mountpoint has one UDP port per medium (any SSRC);
+    a VideoRoom remote publisher one port for both, each stream with the SSRC Janus expects."""
 
     host: str
     video_port: int
     audio_port: int
     video_rtcp_port: int | None = None  # Janus's RTCP port for the video (keyframe requests), if any
+    video_ssrc: int | None = None  # None: a random one
+    audio_ssrc: int | None = None
 
 
 def is_keyframe_request(datagram: bytes) -> bool:
@@ -97,11 +107,12 @@ def is_keyframe_request(datagram: bytes) -> bool:
 
 
 class RtpStream:
-    """One RTP stream's header state: payload type, a random SSRC, sequence numbers from a random start."""
+    """One RTP stream's header state: payload type, an SSRC (random unless given), sequence numbers from a
+    random start."""
 
-    def __init__(self, payload_type: int) -> None:
+    def __init__(self, payload_type: int, ssrc: int | None = None) -> None:
         self.payload_type = payload_type
-        self.ssrc = secrets.randbits(32)
+        self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
         self.sequence = secrets.randbits(16)
         self.packets = 0
         self.bytes = 0
@@ -129,9 +140,9 @@ class RtpStream:
 class RtpVideo:
     """The session's shared H.264 packets as RTP, starting and resuming only at keyframes."""
 
-    def __init__(self, encoder: KeyframeSource | None, generation: int) -> None:
+    def __init__(self, encoder: KeyframeSource | None, generation: int, ssrc: int | None = None) -> None:
         self.encoder = encoder
-        self.stream = RtpStream(VIDEO_PT)
+        self.stream = RtpStream(VIDEO_PT, ssrc)
         self.frames = 0  # frames sent
         self._h264 = H264Encoder()  # only its packetizer (pack): RFC 6184 single NAL / STAP-A / FU-A
         self._need_key: int | None = generation  # a keyframe of this generation or later comes first
@@ -172,8 +183,8 @@ class RtpVideo:
 class RtpAudio:
     """The session's audio as 20 ms Opus packets in RTP (stale audio as silence)."""
 
-    def __init__(self) -> None:
-        self.stream = RtpStream(AUDIO_PT)
+    def __init__(self, ssrc: int | None = None) -> None:
+        self.stream = RtpStream(AUDIO_PT, ssrc)
         self.packetizer = AudioPacketizer(opus=True)
 
     def frame(self, out: OutputFrame, stale: bool) -> list[bytes]:
@@ -189,7 +200,8 @@ class RtpAudio:
 
 
 class JanusRtpOutput(Output):
-    """Forwards a session's media to a Janus Streaming mountpoint over UDP (see the module docstring)."""
+    """Forwards a session's media to a Janus Streaming mountpoint or VideoRoom remote publisher over UDP
+    (see the module docstring)."""
 
     kind = "janus"
 
@@ -198,7 +210,7 @@ class JanusRtpOutput(Output):
         self.target = target
         self.id = secrets.token_hex(6)
         self.video: RtpVideo | None = None
-        self.audio = RtpAudio()
+        self.audio = RtpAudio(target.audio_ssrc)
         self.dropped = 0  # datagrams the kernel refused (send buffer full) or could not send
         self.last_send_error: str | None = None
         self.keyframe_requests = 0  # PLIs and FIRs from Janus, each passed on to the encoder
@@ -213,7 +225,7 @@ class JanusRtpOutput(Output):
     def start(self, host: OutputHost) -> None:
         super().start(host)
         self._encoder = host.encoders.acquire("H264")
-        self.video = RtpVideo(self._encoder, host.generation)  # asks for a keyframe
+        self.video = RtpVideo(self._encoder, host.generation, self.target.video_ssrc)  # asks for a keyframe
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)

@@ -1,4 +1,4 @@
-"""A small typed client of Janus's HTTP REST API (the janus.plugin.streaming part facecast needs).
+"""A small typed client of Janus's HTTP REST API (the Streaming and VideoRoom parts facecast needs).
 
     client = JanusClient("http://127.0.0.1:8088/janus")
     await client.open()                  # a Janus session, with a handle attached to janus.plugin.streaming
@@ -7,11 +7,16 @@
     await client.events()                # long poll: returns Janus's events (at the latest after ~30 s)
     await client.destroy_mountpoint(mp.id); await client.close()
 
+    client = JanusClient(url, plugin=VIDEOROOM_PLUGIN)   # the same, publishing into a VideoRoom room
+    room = await client.create_room(); pub = await client.add_remote_publisher(room, rtp_host="127.0.0.1")
+    ... RTP to pub.host:pub.port, SSRCs pub.audio_ssrc and pub.video_ssrc ...
+    await client.remove_remote_publisher(pub); await client.destroy_room(room)
+
 A Janus session lives as long as requests keep coming (Janus's session_timeout, 60 s by default): the
 owner long-polls `events()` (each poll is activity) and sends `keepalive()` now and then.
 Every failure raises JanusError with one sentence: Janus unreachable, Janus refusing a request (its
 error code and reason), or an answer that is not Janus's.
-See the Streaming plugin's API in janus-gateway's src/plugins/janus_streaming.c (Janus 1.1).
+See the plugins' APIs in janus-gateway's src/plugins/janus_streaming.c and janus_videoroom.c (Janus 1.1).
 """
 
 from __future__ import annotations
@@ -23,11 +28,19 @@ from typing import Any
 
 import aiohttp
 
-from facecast.outputs.janus_rtp import AUDIO_PT, H264_FMTP, VIDEO_PT
+from facecast.outputs.janus_rtp import AUDIO_PT, H264_FMTP, H264_PROFILE, VIDEO_PT
 
 STREAMING_PLUGIN = "janus.plugin.streaming"
+VIDEOROOM_PLUGIN = "janus.plugin.videoroom"
 REQUEST_TIMEOUT_S = 5.0
 LONG_POLL_S = 30  # Janus answers a long poll with a keepalive after 30 s when nothing happened
+# A VideoRoom remote publisher takes all its streams on one port and finds each packet's stream by its
+# SSRC: BASE + mindex * STEP (janus_videoroom.c, REMOTE_PUBLISHER_BASE_SSRC / _SSRC_STEP; the same in
+# 1.1.2 and later, which add an offset of their own after demultiplexing). facecast's publisher has the
+# audio at mindex 0 and the video at mindex 1.
+REMOTE_PUBLISHER_BASE_SSRC = 1000
+REMOTE_PUBLISHER_SSRC_STEP = 10
+AUDIO_MINDEX, VIDEO_MINDEX = 0, 1
 
 
 class JanusError(Exception):
@@ -43,18 +56,39 @@ class Mountpoint:
     video_rtcp_port: int | None = None  # where Janus takes the video's RTCP and answers with PLIs
 
 
+@dataclass(frozen=True)
+class RemotePublisher:
+    """A VideoRoom publisher fed by RTP: viewers subscribe to `feed` in `room`."""
+
+    room: int
+    feed: int
+    host: str  # where to send the RTP: all streams to one port, demultiplexed by SSRC
+    port: int
+    rtcp_port: int  # where Janus takes RTCP to latch onto, and sends its PLIs from
+
+    @property
+    def audio_ssrc(self) -> int:
+        return REMOTE_PUBLISHER_BASE_SSRC + AUDIO_MINDEX * REMOTE_PUBLISHER_SSRC_STEP
+
+    @property
+    def video_ssrc(self) -> int:
+        return REMOTE_PUBLISHER_BASE_SSRC + VIDEO_MINDEX * REMOTE_PUBLISHER_SSRC_STEP
+
+
 class JanusClient:
-    """One Janus session with one handle on the Streaming plugin, over the HTTP REST API."""
+    """One Janus session with one handle on a plugin (Streaming by default), over the HTTP REST API."""
 
     def __init__(
         self,
         url: str,
         *,
+        plugin: str = STREAMING_PLUGIN,
         api_secret: str | None = None,
         timeout_s: float = REQUEST_TIMEOUT_S,
         http: aiohttp.ClientSession | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.plugin = plugin
         self.api_secret = api_secret
         self.timeout_s = timeout_s
         self.session_id: int | None = None
@@ -63,12 +97,12 @@ class JanusClient:
         self._own_http = http is None
 
     async def open(self) -> None:
-        """Creates the Janus session and attaches the Streaming plugin."""
+        """Creates the Janus session and attaches the plugin."""
         if self._http is None:
             self._http = aiohttp.ClientSession()
         created = await self._post(self.url, {"janus": "create"})
         self.session_id = int(created["data"]["id"])
-        attached = await self._post(self._session_url, {"janus": "attach", "plugin": STREAMING_PLUGIN})
+        attached = await self._post(self._session_url, {"janus": "attach", "plugin": self.plugin})
         self.handle_id = int(attached["data"]["id"])
 
     async def close(self) -> None:
@@ -128,6 +162,48 @@ class JanusClient:
 
     async def destroy_mountpoint(self, mountpoint_id: int) -> None:
         await self.message({"request": "destroy", "id": mountpoint_id}, what="destroying the mountpoint")
+
+    # -- the VideoRoom plugin (plugin=VIDEOROOM_PLUGIN) --------------------------------------------
+    async def create_room(self, room_id: int | None = None, *, description: str = "facecast") -> int:
+        """A private room (not listed) for one H.264 + Opus publisher; Janus picks its id unless given."""
+        body: dict[str, Any] = {
+            "request": "create", "description": description, "is_private": True, "publishers": 1,
+            "videocodec": "h264", "audiocodec": "opus", "h264_profile": H264_PROFILE,
+        }  # fmt: skip
+        if room_id is not None:
+            body["room"] = room_id
+        data = await self.message(body, what="the room")
+        return _int_field(data, "room", "the room request")
+
+    async def destroy_room(self, room_id: int) -> None:
+        await self.message({"request": "destroy", "room": room_id}, what="destroying the room")
+
+    async def add_remote_publisher(
+        self, room_id: int, *, rtp_host: str, display: str = "facecast"
+    ) -> RemotePublisher:
+        """A publisher fed by plain RTP: Opus (mindex 0) and H.264 (mindex 1), both to one port on
+        `rtp_host`, told apart by SSRC (RemotePublisher.audio_ssrc, video_ssrc); Janus binds that port and the RTCP one
+        (PLIs go to whoever sent RTP or RTCP there last) on `rtp_host` only."""
+        streams = [
+            {"type": "audio", "mindex": AUDIO_MINDEX, "mid": str(AUDIO_MINDEX), "codec": "opus", "fec": True},
+            # No h264_profile here: Janus 1.1.2 validates it as a boolean; the room's applies instead.
+            {"type": "video", "mindex": VIDEO_MINDEX, "mid": str(VIDEO_MINDEX), "codec": "h264"},
+        ]
+        body = {"request": "add_remote_publisher", "room": room_id, "display": display, "iface": rtp_host,
+                "streams": streams}  # fmt: skip
+        data = await self.message(body, what="the remote publisher")
+        what = "the remote publisher request"
+        return RemotePublisher(
+            room=room_id,
+            feed=_int_field(data, "id", what),
+            host=str(data.get("ip") or rtp_host),
+            port=_int_field(data, "port", what),
+            rtcp_port=_int_field(data, "rtcp_port", what),
+        )
+
+    async def remove_remote_publisher(self, publisher: RemotePublisher) -> None:
+        body = {"request": "remove_remote_publisher", "room": publisher.room, "id": publisher.feed}
+        await self.message(body, what="removing the remote publisher")
 
     async def message(
         self, body: dict[str, Any], *, jsep: dict[str, Any] | None = None, what: str = "the request"
@@ -215,6 +291,13 @@ class JanusClient:
         return JanusError(
             f"Janus refused {what} (error {error.get('code', '?')}: {error.get('reason', 'no reason')})"
         )
+
+
+def _int_field(data: dict[str, Any], key: str, what: str) -> int:
+    try:
+        return int(data[key])
+    except (KeyError, TypeError, ValueError):
+        raise JanusError(f"Janus answered {what} oddly: {_clip(data)}") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -65,11 +65,22 @@ class RecordingAction(Request):
 
 class BroadcastAction(Request):
     action: Literal["start", "stop"]
+    to: Literal["streaming", "videoroom"] = Field(
+        "streaming",
+        description="start: a janus.plugin.streaming mountpoint, or a remote publisher in a new private"
+        " janus.plugin.videoroom room",
+    )
     mountpoint: int | None = Field(
         None,
         ge=1,
         le=2**53 - 1,
-        description="start: the Janus mountpoint id to create; default: Janus picks one",
+        description="start, to streaming: the Janus mountpoint id to create; default: Janus picks one",
+    )
+    room: int | None = Field(
+        None,
+        ge=1,
+        le=2**53 - 1,
+        description="start, to videoroom: the VideoRoom room id to create; default: Janus picks one",
     )
 
 
@@ -209,15 +220,20 @@ class PushInfo(Reply):
 
 class BroadcastWatch(Reply):
     janus: str = Field(description="Janus's HTTP API URL")
-    mountpoint: int = Field(description="the janus.plugin.streaming mountpoint to watch")
+    mountpoint: int | None = Field(None, description="the janus.plugin.streaming mountpoint to watch")
+    room: int | None = Field(None, description="the janus.plugin.videoroom room to join as a subscriber")
+    feed: int | None = Field(None, description="the publisher (feed) in `room` to subscribe to")
     plugin: str
     view: str = Field(description="this server's view page playing it through Janus")
 
 
 class BroadcastState(Reply):
     state: Literal["none", "live", "stopped", "failed"]
+    to: Literal["videoroom"] | None = Field(None, description="set for a VideoRoom broadcast")
     janus: str | None = None
     mountpoint: int | None = None
+    room: int | None = None
+    feed: int | None = None
     watch: BroadcastWatch | None = None
     error: str | None = Field(None, description="why it failed (one sentence)")
 
