@@ -22,6 +22,10 @@ OVERLAP = 0.12  # and at amount 1 ends this far below the lower margin
 MAX_SOURCE_TO_BROW = 0.7  # the mirrored skin never comes from higher than 70 % of the way to the brow
 # cv2.remap's second map when the first holds both x and y (an empty one: its stubs do not take None).
 XY_MAP = np.empty(0, np.float32)
+# Lid amounts are drawn in steps of 1/LID_STEPS (a step moves the lid's margin ~0.1 px at 512 px), so
+# each eye's patches are made once per step and reused: the lids rest slightly lowered (0.01-0.03) in
+# most frames and every blink passes the same amounts, so making a patch (~0.3 ms) becomes rare.
+LID_STEPS = 128
 
 
 @dataclass
@@ -49,6 +53,7 @@ class EyeLids:
                 (T.LEFT_EYE_UPPER, T.LEFT_EYE_LOWER, T.LEFT_BROW_LOWER),
             )
         ]
+        self._patches: list[dict[int, np.ndarray]] = [{} for _ in self.eyes]  # per eye: step -> patch
 
     @staticmethod
     def _eye(
@@ -131,8 +136,11 @@ class EyeLids:
         lidded patch (in place)."""
         if amount <= 0.01:
             return
-        for eye in self.eyes:
-            patch = self.lidded(eye, amount)
+        step = round(min(amount, 1.0) * LID_STEPS)
+        for eye, patches in zip(self.eyes, self._patches, strict=True):
+            patch = patches.get(step)
+            if patch is None:
+                patch = patches[step] = self.lidded(eye, step / LID_STEPS)
             ph, pw = patch.shape[:2]
             # Output pixels whose source lies in the patch: searched near the patch (the head moves the eye
             # by far less than half the patch), so the test stays cheap.
