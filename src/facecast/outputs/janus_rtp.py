@@ -21,11 +21,11 @@ the audio at mindex 0, 1010 for the video at mindex 1), so both ports are that o
 
 Keyframes on demand: the shared encoder makes one only every 2 s, so a viewer starting to watch through
 Janus would wait up to that long for a picture. The mountpoint's video has an RTCP port (server/janus.py,
-`rtcpport`; a remote publisher's `rtcp_port` works alike), and Janus sends a PLI (RFC 4585) from it when a viewer starts watching or asks for a
-keyframe (at most one a second) — to the address it last got RTP or RTCP from on that port. So the
-output sends RTCP sender reports (RFC 3550) to that port from its own socket (at the start, then every
-SENDER_REPORT_S), reads what comes back on each frame, and asks the encoder for a keyframe for every
-PLI or FIR (keyframe_requests counts them).
+`rtcpport`; a remote publisher's `rtcp_port` works alike), and Janus sends a PLI (RFC 4585) from it
+when a viewer starts watching or asks for a keyframe (at most one a second) — to the address it last
+got RTP or RTCP from on that port. So the output sends RTCP sender reports (RFC 3550) to that port from
+its own socket (at the start, then every SENDER_REPORT_S), reads what comes back on each frame, and
+asks the encoder for a keyframe for every PLI or FIR (keyframe_requests counts them).
 
     Janus rtcpport ◄── SR (latches our address) ── RTCP socket ──► PLI/FIR ─► encoder.request_keyframe
 
