@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import numpy as np
 
 if TYPE_CHECKING:
     from facecast.bench.rtmp_server import NginxRtmp
@@ -127,6 +128,7 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
 
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure here
     speech = await _speech(args.audio)
+    reference_ms = _reference_render_ms(speech, args.size)
     pcm = pcm_s16le(speech)
     home = tempfile.mkdtemp(prefix="facecast-bench-")
     config = Path(home) / "bench.yaml"  # the bench asks for its sessions: no admission limit in the way
@@ -236,6 +238,7 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
         f"mean per frame: render {stage_ms['render']} ms, shared video encode {stage_ms['encode']} ms; "
         f"load average (1 min) before: {load_before:.2f}, after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+    print(f"this machine before the run: one frame rendered in {reference_ms:.2f} ms of CPU on an idle core")
     return {
         "bench": "live_capacity",
         "sessions": args.sessions,
@@ -253,9 +256,32 @@ async def measure(args: argparse.Namespace, rtmp: NginxRtmp | None = None) -> di
         "video_frames_dropped": dropped,
         "skipped_frames": sum(p["skipped_frames"] for p in per_session),
         "stage_ms": stage_ms,
+        "reference_render_ms": round(reference_ms, 2),
         "load_average_before": round(load_before, 2),
         "load_average_after": [round(x, 2) for x in load],
     }
+
+
+def _reference_render_ms(speech: np.ndarray, size: int, frames: int = 90) -> float:
+    """CPU ms per frame of the default avatar speaking, rendered here on one core before the run: this
+    shared machine's speed drifts by tens of percent within an hour, so runs compare only beside it."""
+    import cv2
+
+    from facecast.models.avatar import AvatarStore
+    from facecast.models.render.engine import WarpEngine
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as the server renders (server/registry.py)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            head = WarpEngine(AvatarStore(Path(tmp)).default(), size=size)
+            motions = [head.composer.compose(m) for m in head.driver.push(speech)][:frames]
+            t0 = time.thread_time()
+            for motion in motions:
+                head.renderer.render(motion)
+            return 1000 * (time.thread_time() - t0) / max(len(motions), 1)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _push_fps(before: dict[str, Any], after: dict[str, Any], wall: float) -> float:
