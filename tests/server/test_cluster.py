@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from facecast_client import FacecastClient, FacecastError, SessionEnded
+from facecast_client import FacecastClient, FacecastError, SessionEnded, Viewer
 
 from facecast.bench.loopback import free_port
 from facecast.config import Settings
@@ -209,13 +209,88 @@ def test_an_unreachable_cluster_fails_at_start_in_one_sentence(tmp_path: Path) -
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_a_front_door_off_the_cluster_joins_through_ray_client(tmp_path: Path) -> None:
+    """`ray start --head` as a user would run it (on loopback), and a front door joining it with
+    --cluster ray://HOST:PORT (Ray Client): its workers come up on the head's node and serve a viewer."""
+    gcs, client_port, api_port = free_port(), free_port(), free_port()
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    ray_bin = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--port", str(gcs), "--ray-client-server-port",
+         str(client_port), "--node-ip-address", "127.0.0.1", "--num-cpus", "2", "--include-dashboard", "false"],
+        env=env, stdout=(tmp_path / "ray.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    serve: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(_until_listening(client_port, 60))
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "facecast", "serve", "--cluster", f"ray://127.0.0.1:{client_port}",
+             "--port", str(api_port), "--home", str(tmp_path / "home"), "--ice-host", "127.0.0.1",
+             "--size", "256"],
+            env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("wb"),
+        )  # fmt: skip
+        asyncio.run(_watch_through(f"http://127.0.0.1:{api_port}", serve))
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(30)
+        # `ray start --block` stops the head's processes on SIGTERM; its process group, in case it cannot.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                head.wait(30)
+
+
+async def _until_listening(port: int, timeout_s: float) -> None:
+    async def listening() -> bool:
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return True
+        return False
+
+    await wait_until(listening, f"something listening on port {port}", timeout_s)
+
+
+async def _watch_through(url: str, serve: subprocess.Popen[bytes]) -> None:
+    api = FacecastClient(url)
+    try:
+
+        async def up() -> bool:
+            assert serve.poll() is None, "facecast serve --cluster ray://... exited"
+            with contextlib.suppress(FacecastError, OSError):
+                return bool((await api.call("GET", "/v1/cluster"))["workers"])
+            return False
+
+        await wait_until(up, "the front door with its workers", 90)
+        cluster = await api.call("GET", "/v1/cluster")
+        assert cluster["mode"] == "client" and all(w["state"] == "up" for w in cluster["workers"])
+        sid = (await api.create_session())["id"]
+        viewer = await api.watch(sid, Viewer(keep_frames=False))
+        await wait_until(_true_of(lambda: viewer.counts["video"] >= 30), "30 frames at the viewer", 30)
+        workers = {w["name"]: w["sessions"] for w in (await api.call("GET", "/v1/cluster"))["workers"]}
+        assert [sid] in workers.values()
+        await viewer.close()
+    finally:
+        await api.close()
+
+
+def _true_of(check: Any) -> Any:
+    async def wrapped() -> bool:
+        return bool(check())
+
+    return wrapped
+
+
 @pytest.mark.parametrize(
     ("text", "spec"),
     [
         ("local", ClusterSpec("local", 2)),
         ("local:3", ClusterSpec("local", 3)),
         ("auto", ClusterSpec("auto")),
-        ("ray://head.example:6379", ClusterSpec("address", address="head.example:6379")),
+        ("ray://head.example:10001", ClusterSpec("client", address="head.example:10001")),
         ("127.0.0.1:6379", ClusterSpec("address", address="127.0.0.1:6379")),
     ],
 )

@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="WHERE",
         help="run sessions on engine workers of a Ray cluster: local[:N] (a Ray instance here with N workers, "
-        "default 2), auto (the cluster this machine joined), or HOST:PORT of a Ray head (`ray start --head`); "
+        "default 2), auto (the cluster this machine joined), HOST:PORT of a Ray head (`ray start --head`), or "
+        "ray://HOST:PORT of its Ray Client server (from a machine outside the cluster); "
         "default: every session in this process",
     )
     parser.set_defaults(func=run)

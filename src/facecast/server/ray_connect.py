@@ -3,6 +3,8 @@
 --cluster local[:N]     a Ray instance started here, on loopback, with N workers (default 2)
 --cluster auto          the Ray cluster this machine belongs to (RAY_ADDRESS or `ray start`)
 --cluster HOST:PORT     the cluster whose head (GCS) listens there (`ray start --head --port PORT`)
+--cluster ray://HOST:PORT   the same through the head's Ray Client server (port 10001 by default): for a
+                        front door that is not on a node of the cluster (pip package ray[client])
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class ClusterError(Exception):
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    mode: str  # "local" | "auto" | "address"
+    mode: str  # "local" | "auto" | "address" | "client"
     workers: int = LOCAL_WORKERS  # local mode: workers on this machine
     address: str | None = None
 
@@ -45,8 +47,10 @@ class ClusterSpec:
             return ClusterSpec("local", workers)
         address = text.removeprefix("ray://")
         if re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}", address):
-            return ClusterSpec("address", address=address)
-        raise ClusterError(f"unknown --cluster {text!r}: use local[:N], auto, or HOST:PORT of a Ray head")
+            return ClusterSpec("client" if text.startswith("ray://") else "address", address=address)
+        raise ClusterError(
+            f"unknown --cluster {text!r}: use local[:N], auto, HOST:PORT of a Ray head or ray://HOST:PORT"
+        )
 
 
 def connect_ray(spec: ClusterSpec) -> Any:
@@ -57,21 +61,27 @@ def connect_ray(spec: ClusterSpec) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray  # after the environment above: Ray reads it at import
 
-    if spec.mode == "address":
+    if spec.mode in ("address", "client"):
         assert spec.address is not None
         _probe(spec.address)
-        target: str | None = spec.address
+        target: str | None = spec.address if spec.mode == "address" else f"ray://{spec.address}"
     else:
-        target = None if spec.mode == "local" else "auto"
+        # "local": always a new instance here, never one already running on this machine (Ray's default).
+        target = "local" if spec.mode == "local" else "auto"
+    # Ray Client takes none of the options of a driver on a node (its server runs the driver there).
+    options: dict[str, Any] = (
+        {} if spec.mode == "client" else {"include_dashboard": False, "configure_logging": False}
+    )
     try:
         ray.init(
             address=target,
-            num_cpus=(os.cpu_count() or 1) if target is None else None,
-            include_dashboard=False,
+            num_cpus=(os.cpu_count() or 1) if spec.mode == "local" else None,
             log_to_driver=False,
-            configure_logging=False,
+            **options,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if spec.mode == "local":
+            raise ClusterError(f"cannot start a local Ray instance ({first_line(exc)})") from None
         where = spec.address or "this machine (auto)"
         raise ClusterError(f"cannot join the Ray cluster at {where} ({first_line(exc)})") from None
     return ray
