@@ -68,19 +68,19 @@ async def wait_until(condition: Any, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def collect_output_events(client: FacecastClient, session: str, events: list[dict[str, Any]]) -> None:
+    async for event in client.events(session):
+        if event["type"] == "output":
+            events.append(event)
+
+
 async def test_three_viewers_through_janus_and_a_direct_viewer_that_outlives_janus(
     server: RunningServer, client: FacecastClient, session: str, janus: JanusServer, media_dir: Path
 ) -> None:
     use_janus(server, janus.url)
     direct = await client.watch(session)
     events: list[dict[str, Any]] = []
-
-    async def collect() -> None:
-        async for event in client.events(session):
-            if event["type"] == "output":
-                events.append(event)
-
-    listener = asyncio.create_task(collect())
+    listener = asyncio.create_task(collect_output_events(client, session, events))
     viewers: list[JanusViewer] = []
     try:
         started = await broadcast(client, session, action="start")
@@ -294,13 +294,7 @@ async def test_videoroom_refusals_and_janus_gone_leave_the_session_streaming(
     use_janus(server, janus.url)
     direct = await client.watch(session)
     events: list[dict[str, Any]] = []
-
-    async def collect() -> None:
-        async for event in client.events(session):
-            if event["type"] == "output":
-                events.append(event)
-
-    listener = asyncio.create_task(collect())
+    listener = asyncio.create_task(collect_output_events(client, session, events))
     admin = JanusClient(janus.url, plugin=VIDEOROOM_PLUGIN)
     await admin.open()
     try:
