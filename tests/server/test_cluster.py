@@ -209,6 +209,9 @@ def test_an_unreachable_cluster_fails_at_start_in_one_sentence(tmp_path: Path) -
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+# Slow: a Ray Client server a few seconds old fails about one first connection in three after ~40 s
+# (ray_connect.connect_ray tries again, and the second works), so this takes 40 to 90 s.
+@pytest.mark.slow
 def test_a_front_door_off_the_cluster_joins_through_ray_client(tmp_path: Path) -> None:
     """`ray start --head` as a user would run it (on loopback), and a front door joining it with
     --cluster ray://HOST:PORT (Ray Client): its workers come up on the head's node and serve a viewer."""
@@ -264,7 +267,7 @@ async def _watch_through(url: str, serve: subprocess.Popen[bytes]) -> None:
                 return bool((await api.call("GET", "/v1/cluster"))["workers"])
             return False
 
-        await wait_until(up, "the front door with its workers", 90)
+        await wait_until(up, "the front door with its workers", 150)
         cluster = await api.call("GET", "/v1/cluster")
         assert cluster["mode"] == "client" and all(w["state"] == "up" for w in cluster["workers"])
         sid = (await api.create_session())["id"]

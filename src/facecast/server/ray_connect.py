@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 LOCAL_WORKERS = 2
+CLIENT_ATTEMPTS = 3  # ray:// (Ray Client): tries to join before giving up
+CLIENT_RETRY_S = 2.0
 # A local cluster stays on loopback: Ray would otherwise advertise (and connect to) this machine's
 # network address. Token authentication keeps other local users' drivers out.
 LOCAL_RAY_ENV = {
@@ -72,19 +75,32 @@ def connect_ray(spec: ClusterSpec) -> Any:
     options: dict[str, Any] = (
         {} if spec.mode == "client" else {"include_dashboard": False, "configure_logging": False}
     )
-    try:
-        ray.init(
-            address=target,
-            num_cpus=(os.cpu_count() or 1) if spec.mode == "local" else None,
-            log_to_driver=False,
-            **options,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        if spec.mode == "local":
-            raise ClusterError(f"cannot start a local Ray instance ({first_line(exc)})") from None
-        where = spec.address or "this machine (auto)"
-        raise ClusterError(f"cannot join the Ray cluster at {where} ({first_line(exc)})") from None
-    return ray
+    # A Ray Client server starts a process per client, which now and then dies at birth (seen with a
+    # head a few seconds old: "Initialization failure from server", empty logs); the next try works.
+    attempts = CLIENT_ATTEMPTS if spec.mode == "client" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                address=target,
+                num_cpus=(os.cpu_count() or 1) if spec.mode == "local" else None,
+                log_to_driver=False,
+                **options,
+            )
+            return ray
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            if attempt < attempts:
+                ray.shutdown()  # what the failed try left of its client
+                time.sleep(CLIENT_RETRY_S)
+                continue
+            raise _join_failed(spec, exc) from None
+    raise AssertionError("unreachable")
+
+
+def _join_failed(spec: ClusterSpec, exc: BaseException) -> ClusterError:
+    if spec.mode == "local":
+        return ClusterError(f"cannot start a local Ray instance ({first_line(exc)})")
+    where = spec.address or "this machine (auto)"
+    return ClusterError(f"cannot join the Ray cluster at {where} ({first_line(exc)})")
 
 
 def _probe(address: str) -> None:
