@@ -41,3 +41,11 @@ async def client(server: RunningServer) -> AsyncIterator[FacecastClient]:
     api = FacecastClient(server.url, server.registry.settings.server.api_token)
     yield api
     await api.close()
+
+
+@pytest.fixture
+async def session(client: FacecastClient) -> AsyncIterator[str]:
+    """A session on the live server (its id), deleted afterwards."""
+    sid = (await client.create_session())["id"]
+    yield sid
+    await client.delete_session(sid)

@@ -31,7 +31,6 @@ about 5 s more for the VideoRoom case.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from facecast_client import FacecastClient
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from facecast.bench.janus_server import JanusServer, janus_available
-from facecast.bench.loopback import background_server, free_port
+from facecast.bench.loopback import facecast_serve
 
 pytestmark = [
     pytest.mark.browser,
@@ -138,16 +137,7 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JanusServer]:
 def janus_facecast(tmp_path_factory: pytest.TempPathFactory, janus: JanusServer) -> Iterator[ServerProcess]:
     """`facecast serve` (warp, 256x256, 30 fps) on loopback, broadcasting through `janus`."""
     workdir = tmp_path_factory.mktemp("facecast_janus")
-    port = free_port()
-    config = workdir / "server.yaml"
-    config.write_text(
-        f"render:\n  engine: warp\n  fps: 30\n  size: {SIZE}\n"
-        f"server:\n  host: 127.0.0.1\n  port: {port}\n  ice_host_addresses: ['127.0.0.1']\n"
-        f"  janus_url: {janus.url}\n"
-    )
-    command = [sys.executable, "-m", "facecast", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with background_server("facecast serve", command, f"http://127.0.0.1:{port}", "/healthz", workdir) as srv:
+    with facecast_serve(workdir, f"  janus_url: {janus.url}\n", size=SIZE) as srv:
         yield srv
         print(f"--- server log (tail) ---\n{srv.log_tail()}")
 

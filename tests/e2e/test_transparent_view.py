@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ import pytest
 from browser_support import ServerProcess, chromium_page, chromium_path
 from PIL import Image
 
-from facecast.bench.loopback import background_server, free_port
+from facecast.bench.loopback import facecast_serve
 
 pytestmark = [
     pytest.mark.browser,
@@ -66,16 +65,7 @@ DRAWN_FPS_JS = """async (seconds) => {
 
 @pytest.fixture(scope="module")
 def server_256(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp("facecast_transparent")
-    port = free_port()
-    config = workdir / "server.yaml"
-    config.write_text(
-        f"render:\n  engine: warp\n  fps: 30\n  size: {SIZE}\n"
-        f"server:\n  host: 127.0.0.1\n  port: {port}\n  ice_host_addresses: ['127.0.0.1']\n"
-    )
-    command = [sys.executable, "-m", "facecast", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with background_server("facecast serve", command, f"http://127.0.0.1:{port}", "/healthz", workdir) as srv:
+    with facecast_serve(tmp_path_factory.mktemp("facecast_transparent"), size=SIZE) as srv:
         yield srv
         print(f"--- server log (tail) ---\n{srv.log_tail()}")
 

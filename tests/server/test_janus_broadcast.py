@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,6 @@ def settings(live_home: Path) -> Settings:
 def janus(tmp_path: Path) -> Iterator[JanusServer]:
     with JanusServer(tmp_path / "janus") as server:
         yield server
-
-
-@pytest.fixture
-async def session(client: FacecastClient) -> AsyncIterator[str]:
-    sid = (await client.create_session())["id"]
-    yield sid
-    await client.delete_session(sid)
 
 
 def use_janus(server: RunningServer, url: str | None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -25,13 +25,6 @@ pytestmark = pytest.mark.skipif(nginx_rtmp_available() is not None, reason=str(n
 def rtmp(tmp_path: Path) -> Iterator[NginxRtmp]:
     with NginxRtmp(tmp_path / "nginx") as server:
         yield server
-
-
-@pytest.fixture
-async def session(client: FacecastClient) -> AsyncIterator[str]:
-    sid = (await client.create_session())["id"]
-    yield sid
-    await client.delete_session(sid)
 
 
 async def wait_for_state(client: FacecastClient, sid: str, state: str, timeout_s: float) -> dict[str, object]:

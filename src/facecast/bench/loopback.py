@@ -114,8 +114,9 @@ def background_server(
 
 
 @contextmanager
-def facecast_serve(workdir: Path, extra_config: str = "") -> Iterator[ServerProcess]:
-    """`facecast serve` (warp engine, 30 fps) on a free loopback port, offering only 127.0.0.1 for ICE."""
+def facecast_serve(workdir: Path, extra_config: str = "", size: int | None = None) -> Iterator[ServerProcess]:
+    """`facecast serve` (warp engine, 30 fps, frames of `size` if given) on a free loopback port, offering
+    only 127.0.0.1 for ICE; `extra_config` continues its config's `server:` section."""
     port = free_port()
     config = workdir / "server.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def facecast_serve(workdir: Path, extra_config: str = "") -> Iterator[ServerProc
         "  ice_host_addresses: ['127.0.0.1']\n" + extra_config
     )
     command = [sys.executable, "-m", "facecast", "serve", "--config", str(config)]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--port", str(port), *(["--size", str(size)] if size else [])]
     with background_server(
         "facecast serve", command, f"http://127.0.0.1:{port}", "/healthz", workdir
     ) as server:

@@ -86,14 +86,13 @@ def connect_ray(spec: ClusterSpec) -> Any:
                 log_to_driver=False,
                 **options,
             )
-            return ray
+            break
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            if attempt < attempts:
-                ray.shutdown()  # what the failed try left of its client
-                time.sleep(CLIENT_RETRY_S)
-                continue
-            raise _join_failed(spec, exc) from None
-    raise AssertionError("unreachable")
+            if attempt == attempts:
+                raise _join_failed(spec, exc) from None
+            ray.shutdown()  # what the failed try left of its client
+            time.sleep(CLIENT_RETRY_S)
+    return ray
 
 
 def _join_failed(spec: ClusterSpec, exc: BaseException) -> ClusterError:
